@@ -1,0 +1,129 @@
+"""A small, plain PyTorch training loop with callbacks (no framework lock-in).
+
+Penalties from :mod:`maxaffine.regularizers` plug in as ``penalty=``; measures such as
+local complexity or Hessian complexity are tracked per epoch by callbacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+class Callback(Protocol):
+    """Called after every epoch with the model (in eval mode) and the epoch index.
+
+    Returns a dict of numbers to log for that epoch (or None).
+    """
+
+    def __call__(self, model: nn.Module, epoch: int) -> dict[str, float] | None: ...
+
+
+@dataclass
+class History:
+    """Per-epoch logs: ``history.rows[i]`` is a dict of everything logged at epoch ``i``."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def column(self, key: str) -> list[float]:
+        return [row[key] for row in self.rows if key in row]
+
+
+def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Classification accuracy of ``model`` on ``(X, y)`` (model put in eval mode)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(X), batch_size):
+            correct += (model(X[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+    model.train(was_training)
+    return correct / max(len(X), 1)
+
+
+def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 20,
+          lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0.0,
+          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+          penalty: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+          penalty_weight: float = 0.0,
+          augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+          callbacks: Sequence[Callback] = (), X_test: torch.Tensor | None = None,
+          y_test: torch.Tensor | None = None, seed: int = 0, progress: bool = True,
+          optimizer: str = "adam") -> History:
+    """Train ``model`` with minibatch Adam (or SGD) and log per-epoch numbers.
+
+    The loss is ``loss_fn(model(xb), yb) + penalty_weight * penalty(model, xb, yb)``;
+    ``loss_fn`` defaults to cross-entropy.
+
+    Parameters
+    ----------
+    model : nn.Module
+    X : Tensor, shape (N, *in_shape)
+    y : Tensor, shape (N,) or (N, C)
+    penalty : callable (model, xb, yb) -> scalar tensor, optional
+        A differentiable regularizer, e.g. ``lambda m, xb, yb: orthogonality_penalty(m, xb)``.
+    augment : callable (xb, generator) -> xb, optional
+        Data augmentation applied to every minibatch.
+    callbacks : sequence of callables (model, epoch) -> dict
+        Called after every epoch (and once before training, with ``epoch = 0``) with the
+        model in eval mode; their dicts are merged into the epoch's log row.
+
+    Returns
+    -------
+    History
+        Rows with ``epoch``, ``loss``, ``train_acc`` (and ``test_acc`` if test data is given)
+        plus whatever the callbacks return.
+    """
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    history = History()
+    classification = y.dtype in (torch.int64, torch.int32)
+
+    def log(epoch: int, loss: float) -> None:
+        row: dict[str, float] = {"epoch": epoch, "loss": loss}
+        if classification:
+            row["train_acc"] = accuracy(model, X, y)
+            if X_test is not None and y_test is not None:
+                row["test_acc"] = accuracy(model, X_test, y_test)
+        model.eval()
+        for cb in callbacks:
+            row.update(cb(model, epoch) or {})
+        history.rows.append(row)
+
+    log(0, float("nan"))
+    bar = tqdm(range(1, epochs + 1), desc="train", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(X), generator=gen)
+        total, count = 0.0, 0
+        for i in range(0, len(X), batch_size):
+            idx = order[i:i + batch_size]
+            xb, yb = X[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb, gen)
+            loss = loss_fn(model(xb), yb)
+            if penalty is not None and penalty_weight != 0.0:
+                loss = loss + penalty_weight * penalty(model, xb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        log(epoch, total / count)
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    model.eval()
+    return history
+
+
+__all__ = ["Callback", "History", "accuracy", "train"]
