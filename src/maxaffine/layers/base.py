@@ -1,0 +1,216 @@
+"""The rule contract: how one op family behaves as an affine map or a MASO.
+
+A traced model is a graph of nodes. Every node that carries input-dependent tensors is
+bound to a :class:`Rule`. With the VQ codes of all piecewise nodes fixed, every rule is an
+affine map of its variable inputs; rules expose that map in three ways:
+
+- :meth:`Rule.forward` -- the real op (what the torch model computes);
+- :meth:`Rule.apply` -- the op with codes fixed, on inputs whose batch holds ``K`` copies per
+  sample (sample ``b``, copy ``k`` at row ``b*K + k``); with ``bias=False`` only the linear
+  part, which pushes tangents forward (forward-mode accumulation of ``A[x]``);
+- :meth:`Rule.vjp` -- the transpose of the linear part, which pulls cotangents back
+  (reverse-mode accumulation). The default uses autograd on :meth:`apply`; rules override it
+  where a direct transpose is cheaper.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator, Sequence
+
+import torch
+from torch import fx, nn
+
+from ..errors import Offender
+
+
+@dataclass
+class NodeContext:
+    """Everything a rule needs to evaluate one graph node.
+
+    Attributes
+    ----------
+    node : torch.fx.Node
+    module : nn.Module or None
+        The module for ``call_module`` nodes.
+    args, kwargs : resolved arguments (tensors, constants); in :meth:`Rule.apply` the
+        variable tensors are the batched tangents.
+    var : tuple of bool
+        ``var[i]`` is True when positional argument ``i`` depends on the network input (for a
+        list argument such as ``torch.cat``'s, a tuple of flags).
+    """
+
+    node: fx.Node
+    module: nn.Module | None
+    args: tuple
+    kwargs: dict
+    var: tuple
+
+    def replace(self, args: tuple) -> "NodeContext":
+        return NodeContext(self.node, self.module, tuple(args), self.kwargs, self.var)
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        """Evaluate the node's own op on ``args`` (defaults to the context's)."""
+        if not args:
+            args = self.args
+        kw = {**self.kwargs, **kwargs}
+        node = self.node
+        if node.op == "call_module":
+            assert self.module is not None
+            return self.module(*args, **kw)
+        if node.op == "call_function":
+            return node.target(*args, **kw)
+        if node.op == "call_method":
+            return getattr(args[0], node.target)(*args[1:], **kw)
+        raise RuntimeError(f"cannot call node {node.name} of kind {node.op}")
+
+    @property
+    def u(self) -> torch.Tensor:
+        """The first positional argument (the pre-activation of a nonlinearity)."""
+        return self.args[0]
+
+
+def expand_code(code: torch.Tensor, K: int) -> torch.Tensor:
+    """View a per-sample tensor (B, ...) as (B, 1, ...) so it broadcasts over K copies."""
+    return code.unsqueeze(1)
+
+
+def per_copy(t: torch.Tensor, K: int) -> torch.Tensor:
+    """Reshape a batched tensor (B*K, ...) to (B, K, ...)."""
+    return t.reshape(-1, K, *t.shape[1:])
+
+
+def merge_copies(t: torch.Tensor) -> torch.Tensor:
+    """Reshape (B, K, ...) back to (B*K, ...)."""
+    return t.reshape(-1, *t.shape[2:])
+
+
+class Rule:
+    """Base class of all rules. Subclasses set ``kind`` and implement the methods they need.
+
+    Attributes
+    ----------
+    kind : {"affine", "piecewise", "shape"}
+        ``affine``: an affine map of its variable inputs (R = 1 pieces).
+        ``piecewise``: a continuous piecewise-affine nonlinearity with a VQ code.
+        ``shape``: a rearrangement (reshape, permute, getitem) -- linear, no bias.
+    convex : bool
+        For piecewise rules: whether every unit is a max of affine pieces (a MASO).
+    """
+
+    kind: ClassVar[str] = "affine"
+    convex: ClassVar[bool] = True
+    description: ClassVar[str] = ""
+
+    # -- validation -------------------------------------------------------------------
+    def check(self, ctx: NodeContext, path: str) -> Offender | None:
+        """Return an :class:`Offender` if this node cannot be handled (e.g. training mode)."""
+        return None
+
+    def training_mode(self, ctx: NodeContext) -> bool:
+        """True if the node behaves stochastically / batch-dependently in its current mode."""
+        return False
+
+    # -- evaluation -------------------------------------------------------------------
+    def forward(self, ctx: NodeContext) -> Any:
+        """The real op on the real inputs."""
+        return ctx.call()
+
+    def code(self, ctx: NodeContext) -> torch.Tensor:
+        """VQ code of a piecewise node from its real inputs: bool or integer, batch first."""
+        raise NotImplementedError
+
+    def apply(self, ctx: NodeContext, code: torch.Tensor | None, K: int, bias: bool) -> Any:
+        """The op with ``code`` fixed, on inputs batched as ``B*K`` rows.
+
+        With ``bias=False`` only the linear part (constants dropped)."""
+        raise NotImplementedError
+
+    def vjp(self, ctx: NodeContext, code: torch.Tensor | None, K: int,
+            grad: torch.Tensor) -> list[torch.Tensor | None]:
+        """Cotangents of the variable inputs, in order of appearance in ``ctx.var``.
+
+        ``ctx.args`` hold zero tensors of the right (batched) shapes for the variable
+        inputs. The default differentiates :meth:`apply` with ``bias=False`` by autograd,
+        which is exact because the map is linear."""
+        leaves: list[torch.Tensor] = []
+
+        def make_leaf(value: Any, is_var: Any) -> Any:
+            if isinstance(is_var, tuple):
+                return type(value)(make_leaf(v, f) for v, f in zip(value, is_var))
+            if is_var:
+                leaf = torch.zeros(value.shape, dtype=grad.dtype, device=grad.device)
+                leaf.requires_grad_(True)
+                leaves.append(leaf)
+                return leaf
+            return value
+
+        with torch.enable_grad():
+            args = tuple(make_leaf(a, f) for a, f in zip(ctx.args, ctx.var))
+            out = self.apply(ctx.replace(args), code, K, bias=False)
+            grads = torch.autograd.grad(out, leaves, grad, allow_unused=True)
+        return [g if g is not None else torch.zeros_like(leaf) for g, leaf in zip(grads, leaves)]
+
+    def is_convex(self, ctx: NodeContext) -> bool:
+        """Whether this node (with its parameters) is a max of affine pieces."""
+        return self.convex
+
+    # -- MASO view --------------------------------------------------------------------
+    def pieces(self, ctx: NodeContext, A_pre: torch.Tensor, b_pre: torch.Tensor):
+        """MASO pieces of a piecewise node from its pre-activation's affine map.
+
+        Parameters
+        ----------
+        A_pre : Tensor, shape (B, U, D)
+            Slopes of the U pre-activation units (the node's input, flattened).
+        b_pre : Tensor, shape (B, U)
+
+        Returns
+        -------
+        A : Tensor, shape (B, K, R, D); B : Tensor, shape (B, K, R); and a function mapping
+        this rule's code (B, *out_shape) to piece indices (B, K).
+        """
+        from ..errors import NotPiecewiseLinearError
+
+        raise NotPiecewiseLinearError(
+            f"{type(self).__name__} is not a max-affine spline operator (not convex), so it has "
+            f"no MASO pieces or power diagram; its A[x], codes and partitions are still exact"
+        )
+
+    # -- conformance ------------------------------------------------------------------
+    @classmethod
+    def examples(cls) -> Iterator[tuple[nn.Module, torch.Tensor]]:
+        """Small modules exercising this rule, with example inputs (for conformance tests)."""
+        return iter(())
+
+
+class AffineRule(Rule):
+    """An op whose single variable input enters linearly, plus an optional constant."""
+
+    kind = "affine"
+
+
+class ShapeRule(Rule):
+    """A rearrangement of entries (reshape, permute, slicing, concatenation): linear, no bias."""
+
+    kind = "shape"
+
+    def apply(self, ctx: NodeContext, code, K: int, bias: bool) -> Any:
+        return ctx.call()
+
+
+class PiecewiseRule(Rule):
+    """A continuous piecewise-affine elementwise nonlinearity with a per-unit VQ code."""
+
+    kind = "piecewise"
+
+
+def numel(shape: Sequence[int]) -> int:
+    return int(math.prod(shape))
+
+
+# functions that are plain Python operators on tensors
+ADD_OPS: tuple[Callable, ...] = (operator.add, operator.iadd, torch.add)
+SUB_OPS: tuple[Callable, ...] = (operator.sub, operator.isub, torch.sub)

@@ -1,0 +1,630 @@
+"""Tracing: a PyTorch model becomes a validated graph of nodes, each bound to a rule.
+
+The graph is captured with :mod:`torch.fx`, so any ``nn.Module`` whose forward is a graph
+of supported ops works: residual additions, concatenations, functional calls, reshapes.
+Every problem (unsupported op, training-mode module, batch-mixing op) is collected and
+raised at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import fx, nn
+
+from .errors import (InputError, MaxAffineError, Offender, TrainingModeError,
+                     UnsupportedLayerError)
+from .layers import REGISTRY, Rule, key_name, lookup
+from .layers.base import NodeContext
+from .layers.refused import RefusedRule
+
+UNKNOWN_FIX = ("no rule is registered for this op; if it is affine or continuous "
+               "piecewise-affine, add one with maxaffine.register_rule or trace(..., rules={op: Rule})")
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One node of a traced model.
+
+    Attributes
+    ----------
+    name : str
+        Module path for module calls (``"features.1"``), the fx node name otherwise.
+    kind : {"input", "const", "meta", "var", "output"}
+        ``var`` nodes carry input-dependent tensors and have a rule; ``meta`` nodes compute
+        sizes from them; ``const`` nodes do not depend on the input.
+    rule : Rule or None
+    shape : tuple of int or None
+        Per-sample output shape of ``var`` nodes.
+    """
+
+    name: str
+    fx_node: fx.Node = field(repr=False)
+    kind: str
+    rule: Rule | None = field(repr=False)
+    module: nn.Module | None = field(repr=False)
+    var: tuple = field(repr=False)
+    shape: tuple[int, ...] | None
+
+    @property
+    def piecewise(self) -> bool:
+        return self.kind == "var" and self.rule is not None and self.rule.kind == "piecewise"
+
+    @property
+    def op(self) -> str:
+        """The op's display name (``nn.ReLU``, ``torch.relu``, ``Tensor.view``)."""
+        return _op_key_name(self.fx_node, self.module)
+
+
+@dataclass
+class ForwardRecord:
+    """Everything one forward pass through a :class:`Trace` recorded.
+
+    Attributes
+    ----------
+    output : Tensor, shape (B, *out_shape)
+    codes : dict name -> Tensor
+        VQ code of every piecewise node (bool or integer, batch first).
+    values : dict fx-name -> value
+        Values of every node (kept for later linear passes).
+    """
+
+    output: torch.Tensor
+    codes: dict[str, torch.Tensor]
+    values: dict[str, Any]
+
+
+class _Tracer(fx.Tracer):
+    """Keeps registered module types (and torch.nn leaves) as leaves; traces through the rest."""
+
+    def __init__(self, leaf_types: set[type]):
+        super().__init__()
+        self.leaf_types = leaf_types
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if type(m) in self.leaf_types:
+            return True
+        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return False
+        return super().is_leaf_module(m, qualname)
+
+
+def _op_key(node: fx.Node, module: nn.Module | None) -> Any:
+    if node.op == "call_module":
+        return type(module)
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    return node.target
+
+
+def _op_key_name(node: fx.Node, module: nn.Module | None) -> str:
+    return key_name(_op_key(node, module))
+
+
+def _is_tensorish(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point()
+    if isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
+        return value[0].is_floating_point()
+    return False
+
+
+def _map(value: Any, fn) -> Any:
+    return fx.node.map_arg(value, fn)
+
+
+class Trace:
+    """A model captured as a graph of rule-bound nodes (see :func:`trace`).
+
+    Attributes
+    ----------
+    model : nn.Module
+        The traced copy (in ``dtype``); parameters are shared with the user's model when no
+        dtype conversion was needed.
+    dtype : torch.dtype
+    in_shape, out_shape : tuple of int
+        Per-sample input and output shapes; ``n_outputs = prod(out_shape)``.
+    nodes : tuple of GraphNode
+        In topological order.
+    piecewise : tuple of str
+        Names of the piecewise (VQ-coded) nodes in order: the network's "layers" of units.
+    """
+
+    def __init__(self, graph_module: fx.GraphModule, model: nn.Module, dtype: torch.dtype,
+                 nodes: list[GraphNode], consts: dict[str, Any], in_shape: tuple[int, ...],
+                 out_shape: tuple[int, ...]):
+        self.graph_module = graph_module
+        self.model = model
+        self.dtype = dtype
+        self.nodes = tuple(nodes)
+        self._consts = consts
+        self.in_shape = in_shape
+        self.out_shape = out_shape
+        self._by_name = {n.name: n for n in nodes}
+        self._by_fx = {n.fx_node.name: n for n in nodes}
+        self.piecewise = tuple(n.name for n in nodes if n.piecewise)
+        self.input_node = next(n for n in nodes if n.kind == "input")
+        self.output_node = next(n for n in nodes if n.kind == "output")
+        self._plans: dict[tuple[str, str], tuple[list[GraphNode], GraphNode, GraphNode]] = {}
+
+    # ----------------------------------------------------------------------------------
+    @property
+    def in_features(self) -> int:
+        return math.prod(self.in_shape)
+
+    @property
+    def n_outputs(self) -> int:
+        return math.prod(self.out_shape)
+
+    @property
+    def device(self) -> torch.device:
+        return self.input_device
+
+    def node(self, name: str) -> GraphNode:
+        """The node called ``name`` (a module path or fx name), with a helpful error."""
+        if name in self._by_name:
+            return self._by_name[name]
+        if name in self._by_fx:
+            return self._by_fx[name]
+        names = [n.name for n in self.nodes if n.kind == "var"]
+        raise InputError(f"no layer named {name!r}; layers are: {', '.join(names)}")
+
+    def layer_units(self, name: str) -> int:
+        """Number of units (entries per sample) of a var node's output."""
+        return math.prod(self.node(name).shape or ())
+
+    def __repr__(self) -> str:
+        lines = [f"Trace(in_shape={self.in_shape}, out_shape={self.out_shape}, dtype={self.dtype})"]
+        for n in self.nodes:
+            if n.kind == "var":
+                tag = "*" if n.piecewise else " "
+                lines.append(f" {tag} {n.name:<24} {n.op:<28} {n.shape}")
+        return "\n".join(lines)
+
+    # ----------------------------------------------------------------------------------
+    def prepare(self, x: Any) -> torch.Tensor:
+        """Validate and convert an input batch: shape (B, *in_shape), finite, in ``dtype``."""
+        x = torch.as_tensor(x)
+        if tuple(x.shape) == self.in_shape:
+            x = x.unsqueeze(0)
+        if tuple(x.shape[1:]) != self.in_shape:
+            raise InputError(
+                f"input has shape {tuple(x.shape)} but the model was traced with per-sample shape "
+                f"{self.in_shape}; pass a batch of shape (B, {', '.join(map(str, self.in_shape))})"
+            )
+        if not x.is_floating_point():
+            x = x.to(self.dtype)
+        x = x.to(self.dtype)
+        if not bool(torch.isfinite(x).all()):
+            bad = (~torch.isfinite(x.reshape(len(x), -1))).any(1).nonzero().flatten().tolist()
+            raise InputError(f"input contains NaN or inf values (samples {bad[:10]}); "
+                             f"clean or drop them first")
+        return x
+
+    def _ctx(self, node: GraphNode, env: Mapping[str, Any]) -> NodeContext:
+        fxn = node.fx_node
+        args = _map(fxn.args, lambda a: env[a.name])
+        kwargs = _map(fxn.kwargs, lambda a: env[a.name])
+        return NodeContext(fxn, node.module, tuple(args), dict(kwargs), node.var)
+
+    def run(self, x: torch.Tensor, *, prepared: bool = False) -> ForwardRecord:
+        """Forward pass recording every node's value and every piecewise node's VQ code."""
+        if not prepared:
+            x = self.prepare(x)
+        env: dict[str, Any] = dict(self._consts)
+        codes: dict[str, torch.Tensor] = {}
+        output = None
+        for node in self.nodes:
+            fxn = node.fx_node
+            if node.kind == "input":
+                env[fxn.name] = x
+            elif node.kind == "const":
+                continue
+            elif node.kind == "output":
+                output = env[fxn.args[0].name]
+            elif node.kind == "meta":
+                env[fxn.name] = self._ctx(node, env).call()
+            else:
+                ctx = self._ctx(node, env)
+                code = None
+                if node.piecewise:
+                    code = node.rule.code(ctx)
+                    codes[node.name] = code
+                env[fxn.name] = node.rule.apply(ctx, code, 1, True)
+        assert output is not None
+        return ForwardRecord(output, codes, env)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output computed through the rules (equals ``model(x)``)."""
+        return self.run(x).output
+
+    __call__ = forward
+
+    # ---- linear passes with fixed codes ------------------------------------------------
+    def plan(self, start: str | None, end: str | None):
+        """Nodes on every path from ``start`` (default: the input) to ``end`` (default: output).
+
+        Raises
+        ------
+        InputError
+            If a node on the way depends on the input through a path avoiding ``start``.
+        """
+        s = self.input_node if start is None else self.node(start)
+        e = self.output_node if end is None else self.node(end)
+        key = (s.name, e.name)
+        if key in self._plans:
+            return self._plans[key]
+        if e.kind == "output":
+            e = self._by_fx[e.fx_node.args[0].name]
+        if s.kind not in ("input", "var") or e.kind not in ("input", "var"):
+            raise InputError(f"start/end must be layers carrying tensors; got {s.name}, {e.name}")
+        index = {n.fx_node.name: i for i, n in enumerate(self.nodes)}
+        if index[s.fx_node.name] > index[e.fx_node.name]:
+            raise InputError(f"start {s.name!r} comes after end {e.name!r} in the graph")
+        desc = {s.fx_node.name}
+        for n in self.nodes:
+            if any(a.name in desc for a in n.fx_node.all_input_nodes) and n.kind == "var":
+                desc.add(n.fx_node.name)
+        anc = {e.fx_node.name}
+        for n in reversed(self.nodes):
+            if n.fx_node.name in anc:
+                anc.update(a.name for a in n.fx_node.all_input_nodes)
+        active = [n for n in self.nodes if n.fx_node.name in desc and n.fx_node.name in anc]
+        if e.fx_node.name not in desc:
+            raise InputError(f"layer {e.name!r} does not depend on {s.name!r}")
+        for n in active:
+            if n is s:
+                continue
+            for a in n.fx_node.all_input_nodes:
+                other = self._by_fx[a.name]
+                if other.kind in ("var", "input") and a.name not in desc:
+                    raise InputError(
+                        f"layer {n.name!r} between {s.name!r} and {e.name!r} also depends on "
+                        f"{other.name!r}, which bypasses {s.name!r} (a skip connection); choose a "
+                        f"start before the branch"
+                    )
+        plan = (active, s, e)
+        self._plans[key] = plan
+        return plan
+
+    def _meta_env(self, record: ForwardRecord, rows: int, active_names: set[str]) -> dict:
+        """Stand-ins (shape only) for var values outside the active set, batch ``rows``."""
+        env: dict[str, Any] = {}
+        for n in self.nodes:
+            if n.kind in ("var", "input") and n.fx_node.name not in active_names:
+                value = record.values[n.fx_node.name]
+                if isinstance(value, torch.Tensor):
+                    env[n.fx_node.name] = torch.empty((rows,) + tuple(value.shape[1:]),
+                                                      dtype=value.dtype, device="meta")
+        return env
+
+    def push(self, record: ForwardRecord, tangent: torch.Tensor, *, start: str | None = None,
+             end: str | None = None, K: int = 1, bias: bool = False) -> torch.Tensor:
+        """Push ``tangent`` (B*K, *start_shape) through the fixed-code maps from start to end.
+
+        With ``bias=False`` this is ``A[x] v`` (forward-mode accumulation); with
+        ``bias=True`` and a zero tangent it gives the offset ``b[x]``.
+        """
+        active, s, e = self.plan(start, end)
+        names = {n.fx_node.name for n in active}
+        env: dict[str, Any] = dict(self._consts)
+        rows = tangent.shape[0]
+        env.update(self._meta_env(record, rows, names))
+        env[s.fx_node.name] = tangent
+        for n in self.nodes:
+            fxn = n.fx_node
+            if n.kind == "meta":
+                env[fxn.name] = self._ctx(n, env).call()
+            elif n.kind == "var" and fxn.name in names and n is not s:
+                ctx = self._ctx(n, env)
+                code = record.codes.get(n.name)
+                env[fxn.name] = n.rule.apply(ctx, code, K, bias)
+                if n is e:
+                    break
+        return env[e.fx_node.name]
+
+    def pull(self, record: ForwardRecord, cotangent: torch.Tensor, *, start: str | None = None,
+             end: str | None = None, K: int = 1) -> torch.Tensor:
+        """Pull ``cotangent`` (B*K, *end_shape) back to start: ``uᵀ A[x]`` (reverse mode)."""
+        active, s, e = self.plan(start, end)
+        names = {n.fx_node.name for n in active}
+        rows = cotangent.shape[0]
+        # shapes (and meta values) of everything at batch `rows`
+        env: dict[str, Any] = dict(self._consts)
+        env.update(self._meta_env(record, rows, set()))
+        for n in self.nodes:
+            if n.kind == "meta":
+                env[n.fx_node.name] = self._ctx(n, env).call()
+        grads: dict[str, torch.Tensor] = {e.fx_node.name: cotangent}
+        for n in reversed(active):
+            fxn = n.fx_node
+            if n is s:
+                break
+            g = grads.pop(fxn.name, None)
+            if g is None:
+                continue
+            ctx = self._ctx(n, env)
+            parts = n.rule.vjp(ctx, record.codes.get(n.name), K, g)
+            var_inputs = _flatten_vars(fxn.args, n.var)
+            for a, ga in zip(var_inputs, parts):
+                if a.name in names:
+                    prev = grads.get(a.name)
+                    grads[a.name] = ga if prev is None else prev + ga
+        out = grads.get(s.fx_node.name)
+        if out is None:
+            shape = env[s.fx_node.name].shape
+            out = torch.zeros(shape, dtype=cotangent.dtype, device=cotangent.device)
+        return out
+
+
+def _flatten_vars(args: tuple, flags: tuple) -> list[fx.Node]:
+    """The fx nodes of the variable arguments, in the order rules return cotangents."""
+    out: list[fx.Node] = []
+    for a, f in zip(args, flags):
+        if isinstance(f, tuple):
+            out.extend(_flatten_vars(tuple(a), f))
+        elif f:
+            out.append(a)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+def _var_flags(args: Any, var_names: set[str]) -> Any:
+    if isinstance(args, (tuple, list)):
+        return tuple(_var_flags(a, var_names) for a in args)
+    if isinstance(args, fx.Node):
+        return args.name in var_names
+    return False
+
+
+def _rewrite_tuple_max(graph: fx.Graph) -> None:
+    """``x.max(dim)[0]`` / ``.values``: let the max node output its values directly."""
+    for node in list(graph.nodes):
+        is_max = (node.op == "call_method" and node.target == "max") or (
+            node.op == "call_function" and node.target is torch.max)
+        if not is_max or len(node.args) < 2 and "dim" not in node.kwargs:
+            continue
+        if len(node.args) >= 2 and isinstance(node.args[1], fx.Node):
+            continue  # torch.max(a, b): elementwise maximum, a single tensor
+        for user in list(node.users):
+            picks_values = (user.op == "call_function" and user.target is operator.getitem
+                            and user.args[1] == 0) or (
+                user.op == "call_function" and user.target is getattr and user.args[1] == "values")
+            if picks_values:
+                user.replace_all_uses_with(node)
+                graph.erase_node(user)
+        tuple_users = [u for u in node.users if u.op == "call_function"
+                       and u.target in (operator.getitem, getattr)]
+        if not tuple_users:
+            node.target = "amax" if node.op == "call_method" else torch.amax
+    graph.lint()
+
+
+def _display_names(gm: fx.GraphModule) -> dict[str, str]:
+    names: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            base = str(node.target)
+            count = seen.get(base, 0)
+            seen[base] = count + 1
+            names[node.name] = base if count == 0 else f"{base}#{count}"
+        else:
+            names[node.name] = node.name
+    return names
+
+
+def _owner_path(node: fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    keys = [k for k in stack.keys() if k]
+    return keys[-1] if keys else ""
+
+
+def _cast_model(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
+    if dtype is None:
+        return model
+    floats = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()]
+    if all(t.dtype == dtype for t in floats):
+        return model
+    return copy.deepcopy(model).to(dtype)
+
+
+def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[Any, Any] | None = None,
+          *, dtype: torch.dtype | None = torch.float64, check: bool = True) -> Trace:
+    """Capture ``model`` as a graph of rule-bound nodes.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module whose forward is a graph of supported ops (see
+        :func:`maxaffine.supported_layers`); BatchNorm and Dropout must be in eval mode.
+    example_input : Tensor, shape (B, *in_shape)
+        A batch used to record shapes and to check the traced graph against ``model``.
+    rules : mapping, optional
+        Extra or overriding rules: ``{nn.Module subclass | function | "Tensor.method" |
+        module instance: Rule}``.
+    dtype : torch.dtype or None
+        Geometry runs in this dtype (default float64); the model is copied and cast if its
+        parameters differ. ``None`` keeps the model as it is (sharing parameters).
+    check : bool
+        Compare the traced graph with ``model(example_input)``.
+
+    Returns
+    -------
+    Trace
+
+    Raises
+    ------
+    UnsupportedLayerError
+        Listing every op that is not piecewise-affine or has no rule, with module paths.
+    TrainingModeError
+        Listing every BatchNorm/Dropout module in training mode.
+    InputError
+        For a bad example input.
+
+    Examples
+    --------
+    >>> import torch, maxaffine
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> tr = maxaffine.trace(net, torch.randn(4, 2))
+    >>> tr.piecewise
+    ('1',)
+    """
+    if isinstance(model, Trace):
+        return model
+    if not isinstance(model, nn.Module):
+        raise InputError(f"expected an nn.Module, got {type(model).__name__}")
+    if not isinstance(example_input, torch.Tensor):
+        example_input = torch.as_tensor(example_input)
+    if example_input.dim() == 0:
+        raise InputError("example_input must be a batch of shape (B, *in_shape)")
+    work = _cast_model(model, dtype)
+    run_dtype = dtype or next((p.dtype for p in work.parameters() if p.is_floating_point()),
+                              torch.get_default_dtype())
+    leaf_types = {k for k in REGISTRY if isinstance(k, type)}
+    if rules:
+        leaf_types |= {k for k in rules if isinstance(k, type)}
+        leaf_types |= {type(k) for k in rules if isinstance(k, nn.Module)}
+    try:
+        tracer = _Tracer(leaf_types)
+        graph = tracer.trace(work)
+        gm = fx.GraphModule(tracer.root, graph)
+    except Exception as exc:  # torch.fx raises many types for untraceable code
+        raise UnsupportedLayerError([Offender(
+            "<forward>", type(model).__name__, f"torch.fx could not trace the forward ({exc})",
+            "avoid Python control flow that depends on tensor values in forward, or analyse a "
+            "traceable sub-module")]) from exc
+    _rewrite_tuple_max(gm.graph)
+    gm.recompile()
+
+    x = example_input.to(run_dtype)
+    if not bool(torch.isfinite(x).all()):
+        raise InputError("example_input contains NaN or inf values")
+    names = _display_names(gm)
+    modules = dict(gm.named_modules())
+    env: dict[str, Any] = {}
+    consts: dict[str, Any] = {}
+    var_names: set[str] = set()  # everything that depends on the input (tensors and sizes)
+    tensor_names: set[str] = set()  # input-dependent tensors only: the rules' variables
+    nodes: list[GraphNode] = []
+    offenders: list[Offender] = []
+    training: list[Offender] = []
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise InputError(f"the model's forward takes {len(placeholders)} inputs; maxaffine "
+                         f"analyses models of one input tensor (wrap the others as constants)")
+    for fxn in gm.graph.nodes:
+        module = modules.get(fxn.target) if fxn.op == "call_module" else None
+        if fxn.op == "placeholder":
+            env[fxn.name] = x
+            var_names.add(fxn.name)
+            tensor_names.add(fxn.name)
+            nodes.append(GraphNode(names[fxn.name], fxn, "input", None, None, (), tuple(x.shape[1:])))
+            continue
+        if fxn.op == "output":
+            nodes.append(GraphNode("output", fxn, "output", None, None, (), None))
+            continue
+        args = _map(fxn.args, lambda a: env[a.name])
+        kwargs = _map(fxn.kwargs, lambda a: env[a.name])
+        depends = any(a.name in var_names for a in fxn.all_input_nodes)
+        flags = _var_flags(fxn.args, tensor_names)
+        ctx = NodeContext(fxn, module, tuple(args), dict(kwargs), flags)
+        path = names[fxn.name] if fxn.op == "call_module" else (
+            f"{_owner_path(fxn)}:{fxn.name}" if _owner_path(fxn) else fxn.name)
+        try:
+            value = getattr(gm, fxn.target) if fxn.op == "get_attr" and "." not in fxn.target \
+                else (_fetch_attr(gm, fxn.target) if fxn.op == "get_attr" else ctx.call())
+        except Exception as exc:
+            raise InputError(f"evaluating {path} ({_op_key_name(fxn, module)}) on the example input "
+                             f"failed: {exc}") from exc
+        if isinstance(value, torch.Tensor) and value.dtype.is_floating_point and not depends:
+            pass
+        env[fxn.name] = value
+        if not depends:
+            consts[fxn.name] = value
+            nodes.append(GraphNode(names[fxn.name], fxn, "const", None, module, flags, None))
+            continue
+        if not _is_tensorish(value):
+            if isinstance(value, torch.Tensor):
+                offenders.append(Offender(path, _op_key_name(fxn, module),
+                                          f"produces a {value.dtype} tensor from the input",
+                                          "keep integer/boolean computations out of forward"))
+            var_names.add(fxn.name)
+            nodes.append(GraphNode(names[fxn.name], fxn, "meta", None, module, flags, None))
+            continue
+        var_names.add(fxn.name)
+        tensor_names.add(fxn.name)
+        if any(_kwarg_is_var(v, tensor_names) for v in fxn.kwargs.values()):
+            offenders.append(Offender(path, _op_key_name(fxn, module),
+                                      "input-dependent keyword arguments are not supported",
+                                      "pass input-dependent tensors positionally"))
+        key = _op_key(fxn, module)
+        rule = lookup(key, rules, module)
+        if rule is None:
+            offenders.append(Offender(path, key_name(key), "no rule for this op", UNKNOWN_FIX))
+        elif isinstance(rule, RefusedRule):
+            offenders.append(rule.check(ctx, path))
+        else:
+            problem = rule.check(ctx, path)
+            if problem is not None:
+                offenders.append(problem)
+            if rule.training_mode(ctx):
+                training.append(Offender(path, key_name(key), "in training mode (batch statistics "
+                                         "or random masks are not a fixed affine map)",
+                                         "call model.eval() before analysing it"))
+        shape = tuple(value.shape[1:]) if isinstance(value, torch.Tensor) else None
+        nodes.append(GraphNode(names[fxn.name], fxn, "var", rule, module, flags, shape))
+    if offenders:
+        err = UnsupportedLayerError(offenders)
+        if training:
+            err.args = (err.args[0] + "\nAlso in training mode:\n" + "\n".join(map(str, training)),)
+        raise err
+    if training:
+        raise TrainingModeError(training)
+    out = env[next(n for n in gm.graph.nodes if n.op == "output").args[0].name] \
+        if isinstance(next(n for n in gm.graph.nodes if n.op == "output").args[0], fx.Node) else None
+    if not isinstance(out, torch.Tensor):
+        raise InputError("the model must return a single tensor of shape (B, ...)")
+    tr = Trace(gm, work, run_dtype, nodes, consts, tuple(x.shape[1:]), tuple(out.shape[1:]))
+    tr.input_device = x.device
+    if check:
+        _check_trace(tr, work, x)
+    return tr
+
+
+def _kwarg_is_var(value: Any, var_names: set[str]) -> bool:
+    found = []
+    _map(value, lambda a: found.append(a.name in var_names) or a)
+    return any(found)
+
+
+def _fetch_attr(gm: nn.Module, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_trace(tr: Trace, model: nn.Module, x: torch.Tensor) -> None:
+    """The rules reproduce the model, and no op mixes samples across the batch."""
+    with torch.no_grad():
+        expected = model(x)
+        got = tr.run(x, prepared=True).output
+        if expected.shape != got.shape or not torch.allclose(got, expected.to(got.dtype),
+                                                              rtol=1e-6, atol=1e-8):
+            err = (got - expected).abs().max().item() if expected.shape == got.shape else "shape"
+            raise MaxAffineError(f"the traced graph does not reproduce the model (max error {err}); "
+                                 f"a custom rule is probably wrong")
+        # a batch of different size must give the same per-sample results
+        doubled = torch.cat([x, x.flip(0)], 0)
+        both = tr.run(doubled, prepared=True).output
+        if not torch.allclose(both[: len(x)], got, rtol=1e-6, atol=1e-8):
+            raise UnsupportedLayerError([Offender(
+                "<forward>", type(model).__name__,
+                "outputs depend on the batch composition (an op mixes samples or hard-codes "
+                "the batch size)", "keep every op per-sample: reshape with x.size(0) or -1")])
