@@ -205,7 +205,9 @@ def _flatten(seq: nn.Sequential, prefix: str = "") -> list[tuple[str, nn.Module]
 def _activation_shape(m: nn.Module) -> tuple[bool, bool, str]:
     """(convex, non-decreasing, reason) for a known elementwise nonlinearity, else raise KeyError."""
     t = type(m)
-    if t in (nn.ReLU, nn.Softplus, nn.CELU):
+    if t in (nn.ReLU, nn.CELU):
+        return True, True, ""
+    if t is nn.Softplus:  # torch switches to x above `threshold`: a jump of < exp(-threshold)
         return True, True, ""
     if t is nn.LeakyReLU:
         nu = m.negative_slope
@@ -241,7 +243,7 @@ def _structural_sequential(model: nn.Sequential) -> list[Offender]:
     seen_weighted = False
     for path, m in _flatten(model):
         kind = type(m).__name__
-        if isinstance(m, _WEIGHTED) and type(m) in _WEIGHTED:
+        if isinstance(m, _WEIGHTED):  # parametrized layers are subclasses
             if seen_nonlinear and (m.weight.detach() < 0).any():
                 n_neg = int((m.weight.detach() < 0).sum())
                 offenders.append(Offender(
