@@ -239,6 +239,22 @@ class Trace:
         assert output is not None
         return ForwardRecord(output, codes, env)
 
+    def context(self, record: ForwardRecord, name: str) -> NodeContext:
+        """The resolved call of node ``name`` in a recorded forward pass (for rule methods)."""
+        return self._ctx(self.node(name), record.values)
+
+    def unit_inputs(self, record: ForwardRecord, name: str) -> list[torch.Tensor]:
+        """The input-dependent tensor arguments of node ``name`` in a recorded pass.
+
+        For a nonlinearity this is its pre-activation ``u`` (one tensor; two for
+        ``torch.maximum``), shape (B, *units)."""
+        node = self.node(name)
+        return [record.values[a.name] for a in _flatten_vars(node.fx_node.args, node.var)]
+
+    def value(self, record: ForwardRecord, name: str) -> Any:
+        """Output of node ``name`` in a recorded pass."""
+        return record.values[self.node(name).fx_node.name]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model's output computed through the rules (equals ``model(x)``)."""
         return self.run(x).output
@@ -537,13 +553,12 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
         path = names[fxn.name] if fxn.op == "call_module" else (
             f"{_owner_path(fxn)}:{fxn.name}" if _owner_path(fxn) else fxn.name)
         try:
-            value = getattr(gm, fxn.target) if fxn.op == "get_attr" and "." not in fxn.target \
-                else (_fetch_attr(gm, fxn.target) if fxn.op == "get_attr" else ctx.call())
+            value = _fetch_attr(gm, fxn.target) if fxn.op == "get_attr" else ctx.call()
         except Exception as exc:
-            raise InputError(f"evaluating {path} ({_op_key_name(fxn, module)}) on the example input "
-                             f"failed: {exc}") from exc
-        if isinstance(value, torch.Tensor) and value.dtype.is_floating_point and not depends:
-            pass
+            raise InputError(
+                f"the model failed on an example input of shape {tuple(x.shape)} at {path} "
+                f"({_op_key_name(fxn, module)}): {exc}. Check the input shape the model expects"
+            ) from exc
         env[fxn.name] = value
         if not depends:
             consts[fxn.name] = value
