@@ -52,14 +52,15 @@ _PATIENCE = 10  # iterations without a relative improvement > tol before a resta
 # ----------------------------------------------------------------------------- numerics
 
 def _refit(Xt: np.ndarray, y: np.ndarray, labels: np.ndarray, n_cells: int,
-           ridge: float) -> np.ndarray:
+           ridge: float, moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Least-squares affine fit on every non-empty cell, batched over cells.
 
     Solves, for every cell k with ``n_k >= 1`` samples, the normal equations
     ``(X_kᵀ X_k + ridge · n_k · J) c_k = X_kᵀ y_k`` where ``Xt = [X, 1]`` and ``J`` is the
     identity on the slope coordinates (the intercept is not penalized). The system is
     non-singular for ``ridge > 0`` and ``n_k >= 1``; with ``ridge = 0`` the minimum-norm
-    solution (pseudo-inverse) is used.
+    solution (pseudo-inverse) is used. The per-sample second moments ``x̃ x̃ᵀ`` and
+    ``x̃ y`` do not depend on the partition, so each refit is two matrix products.
 
     Parameters
     ----------
@@ -70,6 +71,8 @@ def _refit(Xt: np.ndarray, y: np.ndarray, labels: np.ndarray, n_cells: int,
         Cell of each sample, in ``[0, n_cells)``.
     n_cells : int
     ridge : float
+    moments : (ndarray (N, (D+1)^2), ndarray (N, D+1)), optional
+        Precomputed ``x̃ x̃ᵀ`` (flattened) and ``x̃ y`` of every sample.
 
     Returns
     -------
@@ -77,21 +80,30 @@ def _refit(Xt: np.ndarray, y: np.ndarray, labels: np.ndarray, n_cells: int,
         Coefficients (slopes then intercept) of the K' non-empty cells, in cell order.
     """
     n, p = Xt.shape
-    onehot = np.zeros((n, n_cells))
-    onehot[np.arange(n), labels] = 1.0
-    counts = onehot.sum(0)
+    if moments is None:
+        moments = _moments(Xt, y)
+    outer, xty = moments
+    counts = np.bincount(labels, minlength=n_cells).astype(float)
     alive = counts > 0
-    onehot, counts = onehot[:, alive], counts[alive]
-    k = onehot.shape[1]
-    weighted = (onehot[:, :, None] * Xt[:, None, :]).reshape(n, k * p)  # (N, K' (D+1))
-    gram = (weighted.T @ Xt).reshape(k, p, p)
-    rhs = (weighted.T @ y).reshape(k, p)
+    relabel = np.cumsum(alive) - 1  # drop empty cells, keep the order of the others
+    counts = counts[alive]
+    k = counts.shape[0]
+    onehot = np.zeros((k, n))
+    onehot[relabel[labels], np.arange(n)] = 1.0
+    gram = (onehot @ outer).reshape(k, p, p)
+    rhs = onehot @ xty
     if ridge > 0:
-        diag = np.zeros(p)
-        diag[:-1] = 1.0
+        diag = np.ones(p)
+        diag[-1] = 0.0
         gram = gram + ridge * counts[:, None, None] * np.diag(diag)[None]
         return np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
     return np.einsum("kpq,kq->kp", np.linalg.pinv(gram, hermitian=True), rhs)
+
+
+def _moments(Xt: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample ``x̃ x̃ᵀ`` flattened to (N, (D+1)^2) and ``x̃ y`` (N, D+1)."""
+    n, p = Xt.shape
+    return (Xt[:, :, None] * Xt[:, None, :]).reshape(n, p * p), Xt * y[:, None]
 
 
 def _kmeans_labels(Z: np.ndarray, k: int, rng: np.random.Generator,
@@ -134,8 +146,9 @@ def _descend(Xt: np.ndarray, y: np.ndarray, labels: np.ndarray, k: int, ridge: f
     """Partition/refit iterations from ``labels``; returns the best iterate, its MSE, #iters."""
     best_coef, best_loss, prev_loss = None, math.inf, math.inf
     n_iter = since_best = 0
+    moments = _moments(Xt, y)
     for n_iter in range(1, max_iter + 1):
-        coef = _refit(Xt, y, labels, k, ridge)
+        coef = _refit(Xt, y, labels, k, ridge, moments)
         values = Xt @ coef.T  # (N, K')
         new_labels = values.argmax(1)
         loss = float(np.mean((values.max(1) - y) ** 2))
