@@ -202,8 +202,9 @@ class AddRule(AffineRule):
                 h = torch.relu(self.a(x)) + x
                 h = h - torch.relu(self.b(h)) + 0.5
                 h = torch.add(h, self.shift, alpha=2.0) - self.shift
-                h += torch.relu(self.b(h))
-                return self.c(-h + 1.0) - 2.0
+                g = self.b(h)
+                g += torch.relu(h)
+                return self.c(-g + 1.0) - 2.0
 
         yield Residual(), torch.randn(5, 4)
 
