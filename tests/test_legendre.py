@@ -230,3 +230,15 @@ def test_digits_tanh_mlp_keeps_95_percent_of_accuracy():
                     curvature_iters=10, progress=False)
     acc_hat = (a.predict(ds.X_test).argmax(1) == ds.y_test).double().mean().item()
     assert acc_hat >= 0.95 * acc_f
+
+
+def test_reusing_a_hessian_estimate_gives_the_same_approximation():
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(3, 10), nn.Sigmoid(), nn.Linear(10, 2)).double()
+    X = torch.randn(80, 3, dtype=torch.float64)
+    a = approximate(net, X, 12, select="kmeans", progress=False)
+    b = approximate(net, X, 12, select="kmeans", hessian=a.curvature, progress=False)
+    torch.testing.assert_close(a.slopes_g, b.slopes_g, atol=0, rtol=0)
+    torch.testing.assert_close(a.c, b.c, atol=0, rtol=0)
+    with pytest.raises(InputError, match="outputs"):
+        approximate(nn.Linear(3, 4).double(), X, 5, hessian=a.curvature, progress=False)

@@ -509,7 +509,7 @@ class MaxAffineApproximation:
 def approximate(model: nn.Module, X, n_planes: int | None = 256, *, select: str = "kmeans",
                 c: float | Sequence[float] | torch.Tensor | None = None, curvature: str = "auto",
                 curvature_iters: int = 20, curvature_samples: int | None = 2048,
-                margin: float = 0.1, kmeans_iters: int = 30, max_candidates: int = 4096,
+                hessian: CurvatureEstimate | None = None, margin: float = 0.1, kmeans_iters: int = 30, max_candidates: int = 4096,
                 batch_size: int = 256, dtype: torch.dtype = torch.float64, seed: int = 0,
                 progress: bool = True) -> MaxAffineApproximation:
     """Approximate a (smooth or piecewise) network by tangent planes of its convex-concave split.
@@ -549,6 +549,9 @@ def approximate(model: nn.Module, X, n_planes: int | None = 256, *, select: str 
         Lanczos iterations per sample and output (capped at D; exact when >= D).
     curvature_samples : int or None
         Seeded subset of X used for the curvature estimate (None: all of X).
+    hessian : CurvatureEstimate, optional
+        Reuse a result of :func:`estimate_curvature` (on the same model) instead of recomputing
+        it, e.g. when building approximations with several plane budgets.
     margin : float
         Relative safety margin, ``c = (1 + margin) * estimate``. Both estimates are inner
         bounds (Ritz values lie inside the spectrum; the data is a finite sample of the domain),
@@ -646,11 +649,19 @@ def approximate(model: nn.Module, X, n_planes: int | None = 256, *, select: str 
         sample_idx = torch.arange(N)
     Xs, fs = Xf[sample_idx], fX[sample_idx]
 
-    est = None
-    if c_given is None and curvature in ("auto", "hessian"):
+    est = hessian
+    if hessian is not None and hessian.lambda_min.shape != (O,):
+        raise InputError(
+            f"hessian has {hessian.lambda_min.numel()} outputs but the model has {O}; pass the "
+            "estimate of this model"
+        )
+    if c_given is None and curvature in ("auto", "hessian") and est is None:
         est = estimate_curvature(net, Xs.reshape(-1, *in_shape), iters=curvature_iters,
                                  n_samples=None, dtype=dtype, seed=seed, progress=progress)
-    c_hess = est.bound if est is not None else torch.zeros(O, dtype=dtype)
+    use_hessian = c_given is None and curvature in ("auto", "hessian")
+    c_hess = est.bound.to(dtype) if (est is not None and use_hessian) else torch.zeros(O, dtype=dtype)
+    if not use_hessian:
+        est = None
     use_secant = c_given is None and curvature in ("auto", "secant")
 
     c_sec = None
