@@ -19,8 +19,10 @@ def test_affine_map_matches_autograd_and_model(family, seed):
     y = net(x).reshape(len(x), -1).detach()
     assert ((m(x) - y).norm() / y.norm()) < 1e-10
     torch.testing.assert_close(m.A, jacobian_oracle(net, x), rtol=1e-9, atol=1e-10)
-    # b is computed independently (fixed-code network at zero): check the identity per entry
-    torch.testing.assert_close(torch.einsum("ncd,nd->nc", m.A, x.flatten(1)) + m.b, y,
+    # the matrix-free map computes b independently (the fixed-code network at zero)
+    lazy = maxaffine.affine_map(net, x, materialize=False)
+    torch.testing.assert_close(lazy.b, m.b, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(torch.einsum("ncd,nd->nc", m.A, x.flatten(1)) + lazy.b, y,
                                rtol=1e-10, atol=1e-10)
 
 

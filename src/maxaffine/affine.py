@@ -255,18 +255,27 @@ def _affine_map(model, x, start, end, materialize, chunk_size, progress) -> Affi
     for sl in tqdm(slices, desc="affine_map", disable=not progress or len(slices) < 2, leave=False):
         record = tr.run(x[sl], prepared=True)
         xs = x[sl] if s.kind == "input" else record.values[s.fx_node.name]
-        zero = torch.zeros_like(xs)
-        b = tr.push(record, zero, start=start, end=end, K=1, bias=True).reshape(len(xs), -1)
+        if materialize:
+            # b[x] = f(x) - A[x] x (DESIGN §3): one matrix-vector product per sample
+            A = _accumulate(tr, record, start, end, len(xs), in_shape, out_shape)
+            y = tr.value(record, e.name).reshape(len(xs), -1)
+            b = y - torch.einsum("ncd,nd->nc", A, xs.reshape(len(xs), -1))
+            pieces_A.append(A)
+        else:
+            # the fixed-code network evaluated at zero
+            zero = torch.zeros_like(xs)
+            b = tr.push(record, zero, start=start, end=end, K=1, bias=True).reshape(len(xs), -1)
         pieces_b.append(b)
         pieces_x.append(xs)
         pieces_codes.append(record.codes)
-        if materialize:
-            pieces_A.append(_accumulate(tr, record, start, end, len(xs), in_shape, out_shape))
-    codes = Codes({k: torch.cat([c[k] for c in pieces_codes]) for k in pieces_codes[0]})
-    A_list = [torch.cat(pieces_A)] if materialize else []
+    def join(parts: list[torch.Tensor]) -> torch.Tensor:
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    codes = Codes({k: join([c[k] for c in pieces_codes]) for k in pieces_codes[0]})
+    A_list = [join(pieces_A)] if materialize else []
     if not materialize and len(slices) > 1:
         record = tr.run(x, prepared=True)
-    return AffineMap(torch.cat(pieces_b), torch.cat(pieces_x), codes, tuple(in_shape),
+    return AffineMap(join(pieces_b), join(pieces_x), codes, tuple(in_shape),
                      tuple(out_shape), tr, start, end, record, A_list)
 
 

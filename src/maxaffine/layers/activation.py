@@ -28,6 +28,8 @@ class TwoSlopeRule(PiecewiseRule):
     def _slope_of(self, ctx: NodeContext, code: torch.Tensor, ndim: int) -> torch.Tensor:
         neg, pos = self.slopes(ctx)
         dtype = ctx.u.dtype
+        if isinstance(neg, float) and isinstance(pos, float) and (neg, pos) == (0.0, 1.0):
+            return code.to(dtype)
         neg = torch.as_tensor(neg, dtype=dtype)
         pos = torch.as_tensor(pos, dtype=dtype)
         return torch.where(code, pos, neg)

@@ -190,6 +190,25 @@ class AddRule(AffineRule):
             total = term if total is None else total + term
         return total
 
+    def vjp(self, ctx, code, K, grad):
+        target = ctx.node.target
+        name = target if isinstance(target, str) else getattr(target, "__name__", "")
+        if name == "neg":
+            return [-grad]
+        alpha = ctx.kwargs.get("alpha", 1)
+        grads = []
+        for i, (value, is_var) in enumerate(_split_args(ctx)):
+            if not is_var:
+                continue
+            g = grad
+            if i == 1:
+                g = g * alpha if alpha != 1 else g
+                g = -g if name in ("sub", "isub") else g
+            if tuple(g.shape) != tuple(value.shape):  # undo broadcasting
+                g = g.sum_to_size(value.shape)
+            grads.append(g)
+        return grads
+
     @classmethod
     def examples(cls):
         class Residual(nn.Module):
