@@ -7,7 +7,8 @@ Importing this package registers every built-in rule. Add your own with
 from __future__ import annotations
 
 from .base import AffineRule, NodeContext, PiecewiseRule, Rule, ShapeRule
-from .registry import REGISTRY, key_name, lookup, refused_layers, register_rule, supported_layers
+from .registry import (REGISTRY, key_name, layer_table, lookup, refused_layers, register_rule,
+                       supported_layers)
 from . import activation, linear, pooling, structural, refused  # noqa: E402,F401  (register rules)
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "register_rule",
     "supported_layers",
     "refused_layers",
+    "layer_table",
     "lookup",
     "key_name",
 ]

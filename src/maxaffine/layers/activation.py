@@ -134,7 +134,7 @@ class PReLURule(TwoSlopeRule):
 
 @register_rule(torch.abs, "Tensor.abs")
 class AbsRule(TwoSlopeRule):
-    description = "|u| = max(−u, u); code 1[u > 0]"
+    description = "absolute value max(−u, u); code 1[u > 0]"
 
     def slopes(self, ctx):
         return -1.0, 1.0

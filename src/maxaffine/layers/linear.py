@@ -15,7 +15,7 @@ from .registry import register_rule
 class LinearRule(AffineRule):
     """``u = W x + c``; the transpose is ``g W``."""
 
-    description = "affine: W x + c"
+    description = "W x + c"
 
     def apply(self, ctx: NodeContext, code, K: int, bias: bool):
         m = ctx.module
@@ -34,7 +34,7 @@ class LinearRule(AffineRule):
 class FunctionalLinearRule(AffineRule):
     """``F.linear(x, W, c)`` with constant W, c."""
 
-    description = "affine: F.linear with constant weights"
+    description = "F.linear with constant weights"
 
     def check(self, ctx: NodeContext, path: str):
         if any(ctx.var[1:]):
@@ -65,7 +65,7 @@ class FunctionalLinearRule(AffineRule):
 class ConvRule(AffineRule):
     """Convolution (any stride, padding, dilation, groups, padding mode)."""
 
-    description = "affine: convolution (stride, padding, dilation, groups)"
+    description = "convolution (stride, padding, dilation, groups)"
 
     def apply(self, ctx: NodeContext, code, K: int, bias: bool):
         m = ctx.module

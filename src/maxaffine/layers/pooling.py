@@ -308,7 +308,7 @@ class _ReducingAffineRule(AffineRule):
 
 @register_rule(torch.mean, "Tensor.mean", torch.sum, "Tensor.sum")
 class MeanSumRule(_ReducingAffineRule):
-    description = "linear: mean or sum over non-batch dimensions"
+    description = "mean or sum over non-batch dimensions"
 
     @classmethod
     def examples(cls):
@@ -331,7 +331,7 @@ class MeanSumRule(_ReducingAffineRule):
 class AveragingRule(AffineRule):
     """Average pooling and (nearest/linear) upsampling: linear maps without bias."""
 
-    description = "linear: average pooling, adaptive average pooling, upsampling"
+    description = "average pooling, adaptive average pooling, upsampling"
 
     def check(self, ctx, path):
         mode = None

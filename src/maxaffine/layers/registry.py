@@ -25,7 +25,7 @@ def key_name(key: Any) -> str:
     name = getattr(key, "__name__", repr(key))
     if mod == "_operator":
         return f"operator.{name}"
-    if mod.startswith("torch.nn.functional"):
+    if mod.startswith("torch.nn.functional") or mod == "torch._C._nn":
         return f"F.{name}"
     if mod in ("torch", "torch._C._VariableFunctions", "") or mod.startswith("torch._C"):
         return f"torch.{name}"
@@ -91,6 +91,22 @@ def supported_layers() -> dict[str, str]:
             label += " (convex, MASO)" if rule.convex else " (continuous, not convex)"
         rows[key_name(key)] = f"{label}: {rule.description}" if rule.description else label
     return dict(sorted(rows.items()))
+
+
+def layer_table() -> str:
+    """Markdown table of the supported ops, one row per rule (used by the README and CLI)."""
+    groups: dict[type, list[str]] = {}
+    for key, rule in REGISTRY.items():
+        if not getattr(rule, "refuse", False):
+            groups.setdefault(type(rule), []).append(key_name(key))
+    rows = ["| ops | kind | how maxaffine reads them |", "|---|---|---|"]
+    for cls, keys in sorted(groups.items(), key=lambda kv: kv[1][0]):
+        rule = next(r for r in REGISTRY.values() if type(r) is cls)
+        kind = rule.kind
+        if kind == "piecewise":
+            kind += " (MASO)" if rule.convex else " (continuous, not convex)"
+        rows.append(f"| {', '.join(f'`{k}`' for k in keys)} | {kind} | {rule.description} |")
+    return "\n".join(rows)
 
 
 def refused_layers() -> dict[str, str]:

@@ -62,7 +62,7 @@ class ReshapeRule(ShapeRule):
 
     Padding with a non-zero constant is affine: its constant is dropped in the linear part."""
 
-    description = "linear: reshape/view/flatten/permute/transpose/squeeze/pad"
+    description = "reshape/view/flatten/permute/transpose/squeeze/pad"
 
     def check(self, ctx, path):
         target = ctx.node.target
@@ -127,7 +127,7 @@ class ReshapeRule(ShapeRule):
 class GetItemRule(ShapeRule):
     """Indexing/slicing that keeps the whole batch (``x[:, 3:]``, ``x[..., 0]``)."""
 
-    description = "linear: slicing that keeps the batch dimension"
+    description = "slicing that keeps the batch dimension"
 
     def check(self, ctx, path):
         idx = ctx.args[1]
@@ -170,7 +170,7 @@ def _split_args(ctx: NodeContext) -> list[tuple[object, bool]]:
 class AddRule(AffineRule):
     """Sums and differences of branches and constants (residual connections)."""
 
-    description = "affine: a ± b (residual additions), with constants as offsets"
+    description = "a ± b (residual additions), with constants as offsets"
 
     def apply(self, ctx, code, K, bias):
         target = ctx.node.target
@@ -233,7 +233,7 @@ class AddRule(AffineRule):
 class ScaleRule(AffineRule):
     """Products with constants: ``c * x``, ``x / c``, ``x @ W`` (one factor input-dependent)."""
 
-    description = "linear: product with a constant (c·x, x/c, x @ W)"
+    description = "product with a constant (c·x, x/c, x @ W)"
 
     def check(self, ctx, path):
         name = getattr(ctx.node.target, "__name__", str(ctx.node.target))
@@ -269,7 +269,7 @@ class ScaleRule(AffineRule):
 class CatRule(ShapeRule):
     """Concatenation (or stacking) of branches along a non-batch dimension."""
 
-    description = "linear: concatenation of branches along a non-batch dimension"
+    description = "concatenation of branches along a non-batch dimension"
 
     def _dim(self, ctx) -> int:
         dim = ctx.args[1] if len(ctx.args) > 1 else ctx.kwargs.get("dim", ctx.kwargs.get("axis", 0))

@@ -1,0 +1,47 @@
+"""The documentation is executable: README examples and docstring examples run."""
+
+import doctest
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+import maxaffine
+from maxaffine.layers import layer_table
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(_python_blocks(README.read_text()))))
+def test_readme_python_examples_run(index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = _python_blocks(README.read_text())[index]
+    exec(compile(code, f"README.md block {index}", "exec"), {"__name__": "__readme__"})
+
+
+def test_readme_layer_table_matches_registry():
+    assert layer_table() in README.read_text(), "regenerate the README table with layer_table()"
+
+
+@pytest.mark.parametrize("module", ["maxaffine.trace", "maxaffine.affine", "maxaffine.power",
+                                    "maxaffine.layers.registry"])
+def test_docstring_examples(module):
+    mod = importlib.import_module(module)
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import sys, maxaffine; maxaffine.affine_map; "
+                          "print('matplotlib' in sys.modules)"], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+    assert maxaffine.trace.__module__ == "maxaffine.trace" and callable(maxaffine.trace)
