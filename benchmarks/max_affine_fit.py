@@ -42,7 +42,8 @@ def methods(seed: int, n_pieces: int):
         f"MaxAffineRegressor(K={n_pieces})": MaxAffineRegressor(n_pieces=n_pieces,
                                                                 random_state=seed),
         "LinearRegression": LinearRegression(),
-        "MLPRegressor(64,64)": MLPRegressor(hidden_layer_sizes=(64, 64), max_iter=1000, random_state=seed),
+        "MLPRegressor(64,64)": MLPRegressor(hidden_layer_sizes=(64, 64), max_iter=1000,
+                                            random_state=seed),
         "DecisionTree": DecisionTreeRegressor(random_state=seed),
         "HistGradientBoosting": HistGradientBoostingRegressor(random_state=seed),
     }
@@ -61,7 +62,8 @@ def main() -> None:
 
 def run(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed + 1)
-    header = f"{'problem':<20} {'method':<26} {'fit time (s)':>12} {'test RMSE':>11} {'RMSE / MA':>9}"
+    header = (f"{'problem':<20} {'method':<26} {'fit time (s)':>12} {'test RMSE':>11} "
+              f"{'RMSE / MA':>9}")
     print(header)
     print("-" * len(header))
     for name, d, f, noise, box in problems(args.n, args.seed):

@@ -183,9 +183,10 @@ class MaxAffineRegressor(RegressorMixin, BaseEstimator):
     slopes), move every sample to the piece attaining the max, repeat until the partition
     is stable, the loss changes by less than a relative ``tol``, or 10 iterations pass
     without improving the best loss (the iteration is not monotone and can cycle); keep
-    the best iterate of ``n_restarts`` random restarts. Cells that become empty are dropped, and pieces that
-    attain the max at no training sample are pruned at the end (this does not change the
-    fitted values), so the model can end with fewer than ``n_pieces`` pieces. Features are
+    the best iterate of ``n_restarts`` random restarts. Cells that become empty are
+    dropped, and pieces that attain the max at no training sample are pruned at the end
+    (this does not change the fitted values), so the model can end with fewer than
+    ``n_pieces`` pieces. Features are
     standardized internally; the learned coefficients are in the original units.
 
     Parameters
