@@ -14,13 +14,13 @@ interpolates between the hard MASO (:math:`\\beta \\to 1`), soft VQ (:math:`\\be
 :math:`\\eta = 1`) and the uniform average of the pieces (:math:`\\beta \\to 0`).
 For the usual pieces this gives closed forms (hard limit; value; probability):
 
-- ``relu``, pieces (0, u): ReLU; :math:`\sigma(\eta u)\,u` (swish, SiLU at β = ½);
-  :math:`\sigma(\eta u)`.
+- ``relu``, pieces (0, u): ReLU; :math:`\\sigma(\\eta u)\\,u` (swish, SiLU at β = ½);
+  :math:`\\sigma(\\eta u)`.
 - ``leaky_relu``, pieces (νu, u): LeakyReLU(ν);
-  :math:`\nu u + \sigma(\eta(1-\nu)u)\,(1-\nu)u`; :math:`\sigma(\eta(1-\nu)u)`.
-- ``abs``, pieces (−u, u): :math:`|u|`; :math:`u\tanh(\eta u)`; :math:`\tanh(\eta u)`.
+  :math:`\\nu u + \\sigma(\\eta(1-\\nu)u)\\,(1-\\nu)u`; :math:`\\sigma(\\eta(1-\\nu)u)`.
+- ``abs``, pieces (−u, u): :math:`|u|`; :math:`u\\tanh(\\eta u)`; :math:`\\tanh(\\eta u)`.
 - ``maxpool``, one piece per window element: max pooling;
-  :math:`\sum_i \operatorname{softmax}_i(\eta u)\,u_i`; the softmax weights.
+  :math:`\\sum_i \\operatorname{softmax}_i(\\eta u)\\,u_i`; the softmax weights.
 
 The probability output is the expected VQ code: the probability of the "on" piece for ReLU
 and leaky ReLU (code in {0, 1}), the expected sign for abs (code in {-1, +1}), and the
