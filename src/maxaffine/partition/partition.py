@@ -1,0 +1,597 @@
+"""The :class:`Partition` result: an exact planar subdivision of a slice into linear regions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError, MaxAffineError
+from .slice import Slice
+
+#: Relative area (of the domain) below which a region is reported as a sliver.
+SLIVER_AREA = 1e-12
+
+
+def next_entry(offsets: np.ndarray) -> np.ndarray:
+    """For CSR polygons, the index of the next entry around each polygon (cyclic)."""
+    M = int(offsets[-1])
+    nxt = np.arange(1, M + 1, dtype=np.int64)
+    if M:
+        nxt[offsets[1:] - 1] = offsets[:-1]
+    return nxt
+
+
+def polygon_areas(vertices: np.ndarray, offsets: np.ndarray, pv: np.ndarray) -> np.ndarray:
+    """Signed shoelace areas of CSR polygons, shape (R,)."""
+    if len(offsets) < 2:
+        return np.zeros(0)
+    p = vertices[pv]
+    q = p[next_entry(offsets)]
+    c = p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]
+    return 0.5 * np.add.reduceat(c, offsets[:-1]) if len(c) else np.zeros(len(offsets) - 1)
+
+
+@dataclass(frozen=True)
+class Level:
+    """The subdivision after one layer (see :meth:`Partition.upto`).
+
+    Attributes
+    ----------
+    vertices : ndarray (V, 2); offsets : ndarray (R+1,); polygon_vertices : ndarray (M,);
+    edge_layer, edge_unit : ndarray (M,) -- as in :class:`Partition`.
+    """
+
+    vertices: np.ndarray
+    offsets: np.ndarray
+    polygon_vertices: np.ndarray
+    edge_layer: np.ndarray
+    edge_unit: np.ndarray
+
+
+@dataclass(frozen=True)
+class DecisionBoundary:
+    """Straight pieces of a decision boundary (or level set) inside linear regions.
+
+    Attributes
+    ----------
+    segments : ndarray, shape (S, 2, 2)
+        Segment endpoints in slice coordinates.
+    classes : ndarray, shape (S, 2)
+        The two classes tied on the segment and ahead of all others (regression: ``(0, 0)``).
+    regions : ndarray, shape (S,)
+        Region containing each segment.
+    tolerance : float
+        Endpoints closer than this are joined in :attr:`pieces` and :meth:`polylines`.
+    """
+
+    segments: np.ndarray
+    classes: np.ndarray
+    regions: np.ndarray
+    tolerance: float
+
+    @property
+    def length(self) -> float:
+        """Total length in slice coordinates."""
+        return float(np.linalg.norm(self.segments[:, 1] - self.segments[:, 0], axis=1).sum())
+
+    @cached_property
+    def _graph(self) -> tuple[np.ndarray, int, np.ndarray]:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+        from scipy.spatial import cKDTree
+
+        pts = self.segments.reshape(-1, 2)
+        n = len(pts)
+        if n == 0:
+            return np.zeros(0, np.int64), 0, np.zeros(0, np.int64)
+        pairs = cKDTree(pts).query_pairs(self.tolerance, output_type="ndarray")
+        g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+        _, node = connected_components(g, directed=False)  # merged endpoint ids
+        s = node.reshape(-1, 2)
+        m = int(node.max()) + 1
+        g2 = coo_matrix((np.ones(len(s)), (s[:, 0], s[:, 1])), shape=(m, m))
+        k, comp = connected_components(g2, directed=False)
+        return s, k, comp
+
+    @property
+    def pieces(self) -> int:
+        """Number of connected pieces (polylines joined at shared endpoints)."""
+        return int(self._graph[1])
+
+    def polylines(self) -> list[np.ndarray]:
+        """The segments chained into polylines, each of shape (n_i, 2) (convenience; loops)."""
+        s, k, comp = self._graph
+        out: list[np.ndarray] = []
+        if len(s) == 0:
+            return out
+        seg_comp = comp[s[:, 0]]
+        for c in range(k):
+            idx = np.flatnonzero(seg_comp == c)
+            adj: dict[int, list[int]] = {}
+            for i in idx:
+                for end in (0, 1):
+                    adj.setdefault(int(s[i, end]), []).append(int(i))
+            start = next((n for n, v in adj.items() if len(v) == 1), int(s[idx[0], 0]))
+            used: set[int] = set()
+            node, pts = start, []
+            while True:
+                nxt = [i for i in adj[node] if i not in used]
+                if not nxt:
+                    break
+                i = nxt[0]
+                used.add(i)
+                end = 0 if int(s[i, 0]) == node else 1
+                if not pts:
+                    pts.append(self.segments[i, end])
+                pts.append(self.segments[i, 1 - end])
+                node = int(s[i, 1 - end])
+            out.append(np.array(pts))
+            rest = [i for i in idx if i not in used]
+            out.extend(self.segments[i] for i in rest)  # branches (e.g. triple junctions)
+        return out
+
+
+@dataclass(frozen=True)
+class PartitionStats:
+    """Summary statistics of a :class:`Partition` (see :meth:`Partition.stats`).
+
+    Attributes
+    ----------
+    n_regions : int
+    area_mean, area_std : float
+        Region areas in slice units.
+    vertices_mean, vertices_std : float
+        Vertices per region.
+    eccentricity_mean, eccentricity_median : float
+        ``sqrt(1 - λ_min/λ_max)`` of each region's second-moment matrix (0 round, → 1 thin).
+    n_above : int
+        Regions with area at least ``area_threshold`` times the domain area.
+    n_slivers : int
+        Regions with area below ``sliver_threshold`` times the domain area.
+    density : ndarray (K,) or None
+        Regions meeting the disk of radius ``radius`` around each given point, per unit area.
+    boundary_length : float or None
+        Decision-boundary length (None when the output map is unavailable).
+    boundary_pieces : int or None
+    """
+
+    n_regions: int
+    area_mean: float
+    area_std: float
+    vertices_mean: float
+    vertices_std: float
+    eccentricity_mean: float
+    eccentricity_median: float
+    n_above: int
+    n_slivers: int
+    density: np.ndarray | None
+    boundary_length: float | None
+    boundary_pieces: int | None
+
+
+@dataclass(frozen=True)
+class Partition:
+    r"""Exact partition of a 2D slice into the linear regions of a network.
+
+    Regions are convex polygons ``ω`` of slice coordinates on which every unit's VQ code is
+    constant and the output is affine, :math:`f(x(s,t)) = G_ω (s,t)^\top + h_ω`. Storage is
+    vectorized: one vertex table and CSR polygon lists.
+
+    Attributes
+    ----------
+    slice : Slice
+    layers : tuple of str
+        The piecewise layers (trace node names) that were used, in graph order.
+    vertices : ndarray, shape (V, 2)
+        Vertex coordinates (slice coordinates), shared by adjacent regions.
+    offsets : ndarray, shape (R + 1,)
+        Region ``r`` has vertices ``polygon_vertices[offsets[r]:offsets[r+1]]``.
+    polygon_vertices : ndarray, shape (M,)
+        Vertex indices of each polygon, counter-clockwise.
+    edge_layer : ndarray, shape (M,)
+        For entry ``i`` of a polygon, index into ``layers`` of the layer whose unit created
+        the edge from ``polygon_vertices[i]`` to the next vertex; ``-1`` on the domain boundary.
+    edge_unit : ndarray, shape (M,)
+        Flat unit index within that layer (for max-pooling: the pooled output unit; for
+        clamps: the unit, with ``+n_units`` for its upper bound); ``-1`` on the boundary.
+    interior : ndarray, shape (R, 2)
+        A strictly interior point of each region (its vertex centroid).
+    codes : dict str -> Tensor
+        Full VQ code of each region: ``{layer: Tensor (R, *units)}`` as
+        :func:`maxaffine.codes` returns at the interior points.
+    G : ndarray, shape (R, C, 2) or None
+        Output slope in slice coordinates on each region (None for partial or per-layer
+        partitions, where regions are not linear regions of the output).
+    h : ndarray, shape (R, C) or None
+        Output offset: ``f = G @ (s, t) + h``.
+    complete : bool
+        False when ``max_regions`` stopped the refinement (the subdivision is then coarser
+        than the linear regions).
+    tolerance : float
+        Relative tolerance used to decide that a vertex lies on a cutting line.
+    n_snapped : int
+        Number of times a vertex was within tolerance of a cutting line (treated as on it).
+    history : tuple of Level
+        The subdivision after each layer (``history[-1]`` is this partition's geometry).
+    ancestors : ndarray, shape (R, L)
+        Index of the region of ``history[l]`` that contains each region.
+    trace : Trace
+        The traced model (used by :meth:`verify`).
+
+    References
+    ----------
+    Balestriero & Baraniuk, "A Spline Theory of Deep Networks", ICML 2018.
+    Humayun et al., "SplineCam", CVPR 2023.
+    """
+
+    slice: Slice
+    layers: tuple[str, ...]
+    vertices: np.ndarray = field(repr=False)
+    offsets: np.ndarray = field(repr=False)
+    polygon_vertices: np.ndarray = field(repr=False)
+    edge_layer: np.ndarray = field(repr=False)
+    edge_unit: np.ndarray = field(repr=False)
+    interior: np.ndarray = field(repr=False)
+    codes: dict = field(repr=False)
+    G: np.ndarray | None = field(repr=False)
+    h: np.ndarray | None = field(repr=False)
+    complete: bool = True
+    tolerance: float = 0.0
+    n_snapped: int = 0
+    history: tuple = field(default=(), repr=False)
+    ancestors: np.ndarray | None = field(default=None, repr=False)
+    trace: Any = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return (f"Partition(n_regions={self.n_regions}, layers={len(self.layers)}, "
+                f"complete={self.complete}, n_vertices={len(self.vertices)})")
+
+    # -- sizes --------------------------------------------------------------------------
+    @property
+    def n_regions(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_outputs(self) -> int | None:
+        return None if self.G is None else self.G.shape[1]
+
+    @cached_property
+    def areas(self) -> np.ndarray:
+        """Region areas in slice units, shape (R,)."""
+        return polygon_areas(self.vertices, self.offsets, self.polygon_vertices)
+
+    @property
+    def vertex_counts(self) -> np.ndarray:
+        """Vertices per region, shape (R,)."""
+        return np.diff(self.offsets)
+
+    @property
+    def region_of_entry(self) -> np.ndarray:
+        """Region index of each polygon entry, shape (M,)."""
+        return np.repeat(np.arange(self.n_regions), self.vertex_counts)
+
+    def polygon(self, r: int) -> np.ndarray:
+        """Vertices of region ``r`` (counter-clockwise), shape (n_r, 2)."""
+        return self.vertices[self.polygon_vertices[self.offsets[r]:self.offsets[r + 1]]]
+
+    def polygons(self) -> list[np.ndarray]:
+        """All region polygons as a list of (n_r, 2) arrays (for plotting)."""
+        return np.split(self.vertices[self.polygon_vertices], self.offsets[1:-1])
+
+    def input_vertices(self) -> torch.Tensor:
+        """Vertices mapped to input space, shape (V, *in_shape)."""
+        return self.slice.points(self.vertices)
+
+    def input_polygon(self, r: int) -> torch.Tensor:
+        """Region ``r``'s polygon in input space, shape (n_r, *in_shape)."""
+        return self.slice.points(self.polygon(r))
+
+    # -- graph --------------------------------------------------------------------------
+    @cached_property
+    def edges(self) -> dict[str, np.ndarray]:
+        """Undirected edges of the planar subdivision.
+
+        Returns
+        -------
+        dict with ``vertices`` (E, 2) vertex ids, ``layer`` (E,) and ``unit`` (E,) of the
+        unit that created the edge (-1: domain boundary), ``regions`` (E, 2) the regions on
+        both sides (-1: outside).
+        """
+        pv = self.polygon_vertices
+        a, b = pv, pv[next_entry(self.offsets)]
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        key = lo * np.int64(len(self.vertices) + 1) + hi
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        first = np.ones(len(ks), bool)
+        first[1:] = ks[1:] != ks[:-1]
+        start = np.flatnonzero(first)
+        eid = np.cumsum(first) - 1
+        E = len(start)
+        regions = np.full((E, 2), -1, np.int64)
+        reg = self.region_of_entry[order]
+        regions[eid[start], 0] = reg[start]
+        second = ~first
+        regions[eid[second], 1] = reg[second]
+        sel = order[start]
+        return dict(vertices=np.stack([lo[sel], hi[sel]], 1), layer=self.edge_layer[sel],
+                    unit=self.edge_unit[sel], regions=regions)
+
+    @cached_property
+    def adjacency(self):
+        """Region adjacency as a symmetric scipy.sparse CSR matrix (R, R) of edge counts."""
+        from scipy.sparse import coo_matrix
+
+        r = self.edges["regions"]
+        r = r[(r >= 0).all(1)]
+        R = self.n_regions
+        m = coo_matrix((np.ones(2 * len(r)), (np.r_[r[:, 0], r[:, 1]], np.r_[r[:, 1], r[:, 0]])),
+                       shape=(R, R))
+        return m.tocsr()
+
+    # -- outputs ------------------------------------------------------------------------
+    def _need_map(self, what: str) -> None:
+        if self.G is None or self.h is None:
+            raise InputError(f"{what} needs each region's output map, which this partition does "
+                             f"not have (a per-layer view or a partial result); use the full "
+                             f"partition from partition_slice with complete=True")
+
+    def output(self, st: Any, regions: Any) -> np.ndarray:
+        """``G[r] @ st + h[r]`` for points (N, 2) in given regions (N,): shape (N, C)."""
+        self._need_map("output")
+        st = np.asarray(st, float).reshape(-1, 2)
+        r = np.asarray(regions, np.int64)
+        return np.einsum("ncd,nd->nc", self.G[r], st) + self.h[r]
+
+    def locate(self, st: Any) -> np.ndarray:
+        """Region containing each point (N, 2) of slice coordinates (-1 outside), by code."""
+        st = np.asarray(st, float).reshape(-1, 2)
+        from ..affine import Codes
+
+        q = Codes({k: v for k, v in self.trace.run(self.slice.points(st)).codes.items()
+                   if k in self.layers})
+        return _match_codes(Codes({k: self.codes[k] for k in self.layers}), q)
+
+    def decision_boundary(self, tau: float = 0.0) -> DecisionBoundary:
+        r"""Decision boundary (classification) or level set ``f = τ`` (regression, C = 1).
+
+        For C ≥ 2 classes it is the set where the two largest scores tie,
+        :math:`\{x : f_c(x) = f_{c'}(x) \ge f_m(x)\ \forall m\}`; in each region a segment of
+        the line ``(G_c - G_{c'}) (s,t) + h_c - h_{c'} = 0`` clipped to the polygon and to the
+        half-planes where ``c`` beats every other class. Pairs that tie but are not the top
+        two are excluded.
+
+        Returns
+        -------
+        DecisionBoundary
+        """
+        self._need_map("decision_boundary")
+        from ._boundary import decision_segments
+
+        return decision_segments(self, tau)
+
+    # -- statistics ---------------------------------------------------------------------
+    def eccentricities(self) -> np.ndarray:
+        """``sqrt(1 - λ_min/λ_max)`` of each region's area second-moment matrix, shape (R,)."""
+        p = self.vertices[self.polygon_vertices]
+        cen = np.repeat(self.interior, self.vertex_counts, axis=0)
+        p = p - cen
+        q = p[next_entry(self.offsets)]
+        cr = p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]
+        sxx = cr * (p[:, 0] ** 2 + p[:, 0] * q[:, 0] + q[:, 0] ** 2)
+        syy = cr * (p[:, 1] ** 2 + p[:, 1] * q[:, 1] + q[:, 1] ** 2)
+        sxy = cr * (2 * p[:, 0] * p[:, 1] + p[:, 0] * q[:, 1] + q[:, 0] * p[:, 1] + 2 * q[:, 0] * q[:, 1])
+        o = self.offsets[:-1]
+        A = np.add.reduceat(cr, o) / 2
+        mx = np.add.reduceat(cr * (p[:, 0] + q[:, 0]), o) / (6 * A)
+        my = np.add.reduceat(cr * (p[:, 1] + q[:, 1]), o) / (6 * A)
+        Ixx = np.add.reduceat(sxx, o) / (12 * A) - mx * mx
+        Iyy = np.add.reduceat(syy, o) / (12 * A) - my * my
+        Ixy = np.add.reduceat(sxy, o) / (24 * A) - mx * my
+        tr, det = Ixx + Iyy, Ixx * Iyy - Ixy ** 2
+        disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0))
+        lmax, lmin = tr / 2 + disc, np.maximum(tr / 2 - disc, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            e = np.sqrt(np.clip(1 - lmin / lmax, 0, 1))
+        return np.nan_to_num(e, nan=1.0)
+
+    def density(self, points: Any, radius: float, *, space: str = "slice") -> np.ndarray:
+        """Regions meeting the disk of ``radius`` around each point, divided by the disk area.
+
+        Parameters
+        ----------
+        points : array, shape (K, 2) slice coordinates (``space="slice"``) or (K, *in_shape)
+            inputs projected onto the slice (``space="input"``)
+        radius : float (slice units)
+        """
+        pts = points.detach().cpu().double().numpy() if isinstance(points, torch.Tensor) \
+            else np.asarray(points, float)
+        if space == "input":
+            pts = self.slice.project(pts)
+        elif space != "slice":
+            raise InputError(f"space must be 'slice' or 'input'; got {space!r}")
+        pts = pts.reshape(-1, 2)
+        if not radius > 0:
+            raise InputError(f"radius must be positive; got {radius}")
+        p = self.vertices[self.polygon_vertices]
+        e = p[next_entry(self.offsets)] - p
+        reg = self.region_of_entry
+        out = np.zeros(len(pts))
+        for k, c in enumerate(pts):  # K query points (few); vectorized over all edges
+            rel = c[None] - p
+            t = np.clip(np.einsum("md,md->m", rel, e) / np.maximum(np.einsum("md,md->m", e, e), 1e-300), 0, 1)
+            d = np.linalg.norm(rel - t[:, None] * e, axis=1)
+            near = np.zeros(self.n_regions, bool)
+            near[reg[d <= radius]] = True
+            cross = e[:, 0] * rel[:, 1] - e[:, 1] * rel[:, 0]
+            inside = np.minimum.reduceat(cross, self.offsets[:-1]) >= 0
+            out[k] = np.count_nonzero(near | inside) / (math.pi * radius ** 2)
+        return out
+
+    def stats(self, *, points: Any = None, radius: float | None = None, space: str = "slice",
+              area_threshold: float = 1e-6, sliver_threshold: float = SLIVER_AREA) -> PartitionStats:
+        """Region statistics without drawing.
+
+        Parameters
+        ----------
+        points : array (K, 2) or (K, *in_shape), optional
+            Points at which to report region density (needs ``radius``).
+        radius : float, optional
+        area_threshold : float
+            ``n_above`` counts regions with area ≥ ``area_threshold`` × domain area.
+        sliver_threshold : float
+            ``n_slivers`` counts regions with area < ``sliver_threshold`` × domain area.
+
+        Returns
+        -------
+        PartitionStats
+        """
+        a = self.areas
+        vc = self.vertex_counts
+        ecc = self.eccentricities()
+        dom = self.slice.area
+        dens = None
+        if points is not None:
+            if radius is None:
+                raise InputError("give radius together with points for region density")
+            dens = self.density(points, radius, space=space)
+        bl = bp = None
+        if self.G is not None:
+            db = self.decision_boundary()
+            bl, bp = db.length, db.pieces
+        return PartitionStats(
+            n_regions=self.n_regions, area_mean=float(a.mean()), area_std=float(a.std()),
+            vertices_mean=float(vc.mean()), vertices_std=float(vc.std()),
+            eccentricity_mean=float(ecc.mean()), eccentricity_median=float(np.median(ecc)),
+            n_above=int(np.count_nonzero(a >= area_threshold * dom)),
+            n_slivers=int(np.count_nonzero(a < sliver_threshold * dom)),
+            density=dens, boundary_length=bl, boundary_pieces=bp)
+
+    # -- per-layer views ----------------------------------------------------------------
+    def upto(self, layer: int | str) -> "Partition":
+        """The subdivision by the layers up to and including ``layer`` (name or index).
+
+        Its regions are the cells of the codes of those layers (convex polygons); the
+        cutting lines of later layers bend at earlier boundaries. The output map is not
+        defined on them (``G = h = None``).
+        """
+        if isinstance(layer, str):
+            if layer not in self.layers:
+                raise InputError(f"no layer {layer!r} in this partition; layers: {self.layers}")
+            i = self.layers.index(layer)
+        else:
+            i = int(layer) % len(self.layers) if self.layers else 0
+        if not self.history or self.ancestors is None:
+            raise InputError("this partition has no per-layer history")
+        if i == len(self.layers) - 1 and i == len(self.history) - 1:
+            return self
+        if i >= len(self.history):
+            raise InputError(f"the refinement stopped before layer {self.layers[i]!r} "
+                             f"(partial result)")
+        lev: Level = self.history[i]
+        anc = self.ancestors[:, i]
+        R = len(lev.offsets) - 1
+        rep = np.zeros(R, np.int64)
+        rep[anc[::-1]] = np.arange(len(anc))[::-1]
+        names = self.layers[: i + 1]
+        codes = {k: self.codes[k][torch.from_numpy(rep)] for k in names}
+        p = lev.vertices[lev.polygon_vertices]
+        interior = np.add.reduceat(p, lev.offsets[:-1], axis=0) / np.diff(lev.offsets)[:, None]
+        return Partition(self.slice, names, lev.vertices, lev.offsets, lev.polygon_vertices,
+                         lev.edge_layer, lev.edge_unit, interior, codes, None, None,
+                         self.complete, self.tolerance, self.n_snapped, self.history[: i + 1],
+                         self.ancestors[rep, : i + 1], self.trace)
+
+    # -- verification -------------------------------------------------------------------
+    def verify(self, n_samples: int = 2000, *, seed: int = 0, rtol: float = 1e-7) -> dict:
+        """Check the partition against the model at random points of the slice.
+
+        Each sample's code (an independent forward pass) must be the code of a region whose
+        polygon contains it, and (if available) the region's map must give the model's
+        output. Samples within ``1e-9`` (relative) of a region boundary are skipped since
+        their code is a tie.
+
+        Returns
+        -------
+        dict with ``n_checked``, ``n_skipped``, ``max_output_error``.
+
+        Raises
+        ------
+        MaxAffineError
+            With the offending points, codes and regions.
+        """
+        st = self.slice.sample(n_samples, seed=seed)
+        rec = self.trace.run(self.slice.points(st))
+        from ..affine import Codes
+
+        mine = Codes({k: self.codes[k] for k in self.layers})
+        q = Codes({k: rec.codes[k] for k in self.layers})
+        reg = _match_codes(mine, q)
+        # signed distance of each sample to its region's edges
+        missing = reg < 0
+        ok_reg = np.where(missing, 0, reg)
+        counts = self.vertex_counts[ok_reg]
+        starts = self.offsets[ok_reg]
+        rows = np.repeat(np.arange(len(st)), counts)
+        ent = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + \
+            np.repeat(starts, counts)
+        nx = next_entry(self.offsets)
+        p = self.vertices[self.polygon_vertices[ent]]
+        e = self.vertices[self.polygon_vertices[nx[ent]]] - p
+        rel = st[rows] - p
+        dist = (e[:, 0] * rel[:, 1] - e[:, 1] * rel[:, 0]) / np.maximum(np.linalg.norm(e, axis=1), 1e-300)
+        off = np.r_[0, np.cumsum(counts)[:-1]]
+        mind = np.minimum.reduceat(dist, off) if len(dist) else np.zeros(0)
+        tol = 1e-9 * self.slice.scale
+        # near-boundary samples carry tie codes: skip them
+        near = np.abs(mind) <= tol
+        bad_missing = missing & ~near
+        bad_outside = ~missing & (mind < -tol)
+        problems = []
+        if bad_missing.any():
+            i = np.flatnonzero(bad_missing)[:5]
+            problems.append(f"{int(bad_missing.sum())} samples have codes of no region "
+                            f"(e.g. slice points {st[i].tolist()})")
+        if bad_outside.any():
+            i = np.flatnonzero(bad_outside)[:5]
+            problems.append(f"{int(bad_outside.sum())} samples lie outside the region with their "
+                            f"code (points {st[i].tolist()}, regions {reg[i].tolist()}, "
+                            f"distances {mind[i].tolist()})")
+        err = 0.0
+        checked = ~missing & ~near
+        if self.G is not None and checked.any():
+            y = rec.output.reshape(len(st), -1).detach().cpu().numpy()
+            pred = self.output(st[checked], reg[checked])
+            diff = np.abs(pred - y[checked])
+            err = float(diff.max())
+            scale = max(1.0, float(np.abs(y).max()))
+            if err > rtol * scale:
+                i = np.flatnonzero(checked)[np.argmax(diff.max(1))]
+                problems.append(f"output map differs from the model by {err:.3g} (point "
+                                f"{st[i].tolist()}, region {int(reg[i])})")
+        if problems:
+            raise MaxAffineError("partition verification failed: " + "; ".join(problems))
+        return dict(n_checked=int(checked.sum()), n_skipped=int((~checked).sum()),
+                    max_output_error=err)
+
+
+def _match_codes(regions, queries) -> np.ndarray:
+    """Index of the region whose full code equals each query's code (-1 if none)."""
+    a = regions.flat().cpu().numpy()
+    b = queries.flat().cpu().numpy()
+    if a.shape[1] == 0:
+        return np.zeros(len(b), np.int64)
+    both = np.ascontiguousarray(np.concatenate([a, b]))
+    _, inv = np.unique(both, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    lookup = np.full(int(inv.max()) + 1, -1, np.int64)
+    lookup[inv[: len(a)][::-1]] = np.arange(len(a))[::-1]
+    return lookup[inv[len(a):]]
+
+
+__all__ = ["Partition", "DecisionBoundary", "PartitionStats", "Level", "SLIVER_AREA"]
