@@ -630,15 +630,18 @@ def _check_trace(tr: Trace, model: nn.Module, x: torch.Tensor) -> None:
     with torch.no_grad():
         expected = model(x)
         got = tr.run(x, prepared=True).output
+        # rounding differs between fused torch kernels and the rules' formulas (BatchNorm):
+        # allow 10^4 ulps of the output scale
+        tol = 1e4 * torch.finfo(got.dtype).eps * max(1.0, float(expected.abs().max()))
         if expected.shape != got.shape or not torch.allclose(got, expected.to(got.dtype),
-                                                              rtol=1e-6, atol=1e-8):
+                                                              rtol=0.0, atol=tol):
             err = (got - expected).abs().max().item() if expected.shape == got.shape else "shape"
             raise MaxAffineError(f"the traced graph does not reproduce the model (max error {err}); "
                                  f"a custom rule is probably wrong")
         # a batch of different size must give the same per-sample results
         doubled = torch.cat([x, x.flip(0)], 0)
         both = tr.run(doubled, prepared=True).output
-        if not torch.allclose(both[: len(x)], got, rtol=1e-6, atol=1e-8):
+        if not torch.allclose(both[: len(x)], got, rtol=0.0, atol=tol):
             raise UnsupportedLayerError([Offender(
                 "<forward>", type(model).__name__,
                 "outputs depend on the batch composition (an op mixes samples or hard-codes "
