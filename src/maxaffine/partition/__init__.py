@@ -9,7 +9,8 @@
 True
 """
 
+from ._engine import partition_slice
 from .partition import DecisionBoundary, Level, Partition, PartitionStats
 from .slice import Slice
 
-__all__ = ["Slice", "Partition", "PartitionStats", "DecisionBoundary", "Level"]
+__all__ = ["Slice", "partition_slice", "Partition", "PartitionStats", "DecisionBoundary", "Level"]
