@@ -10,7 +10,8 @@ True
 """
 
 from ._engine import partition_slice
+from .path import PathPartition, partition_path
 from .partition import DecisionBoundary, Level, Partition, PartitionStats
 from .slice import Slice
 
-__all__ = ["Slice", "partition_slice", "Partition", "PartitionStats", "DecisionBoundary", "Level"]
+__all__ = ["Slice", "partition_slice", "Partition", "partition_path", "PathPartition", "PartitionStats", "DecisionBoundary", "Level"]
