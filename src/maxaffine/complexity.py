@@ -49,9 +49,7 @@ def _cross_polytope(x: torch.Tensor, radius: float, P: int, gen: torch.Generator
     B = x.shape[0]
     D = math.prod(x.shape[1:])
     g = torch.randn(B, D, P, generator=gen, dtype=torch.float64)
-    q, r = torch.linalg.qr(g)  # (B, D, P) orthonormal columns
-    # fix the sign ambiguity of QR so the directions are Haar-distributed
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(1)
+    q = _orthonormalize(g)  # (B, D, P) orthonormal columns, Haar-distributed
     v = (radius * q).transpose(1, 2).to(x.dtype)  # (B, P, D)
     xf = x.reshape(B, 1, D)
     verts = torch.cat([xf + v, xf - v], 1)  # (B, 2P, D)
@@ -63,6 +61,25 @@ def _generator(seed: int | None) -> torch.Generator:
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
     return torch.Generator().manual_seed(int(seed))
+
+
+def _orthonormalize(g: torch.Tensor) -> torch.Tensor:
+    """Q of the QR factorisation of ``g`` (B, D, P) with a positive diagonal of R.
+
+    CholeskyQR2 (two rounds of ``Q = G R⁻¹`` with ``RᵀR = GᵀG``): batched matmuls and
+    triangular solves, several times faster than Householder QR for P ≪ D and orthonormal to
+    machine precision for the well-conditioned Gaussian matrices drawn here; falls back to
+    Householder QR when a Cholesky factorisation fails.
+    """
+    q = g
+    for _ in range(2):
+        L, info = torch.linalg.cholesky_ex(q.transpose(1, 2) @ q)
+        if bool((info != 0).any()):
+            qh, r = torch.linalg.qr(g)
+            return qh * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(1)
+        # q R^{-1} with R = Lᵀ  <=>  solve X Lᵀ = q
+        q = torch.linalg.solve_triangular(L.transpose(1, 2), q, upper=True, left=False)
+    return q
 
 
 def _nonconstant(code: torch.Tensor, B: int, V: int) -> torch.Tensor:
@@ -137,7 +154,7 @@ def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float
                          f"dimension D = {D}; use n_vertices ≤ {2 * D}")
     gen = _generator(seed)
     B = x.shape[0]
-    size = chunk_size or max(1, 2**16 // n_vertices)
+    size = chunk_size or max(1, 2**12 // n_vertices)  # ~4k rows: cache-friendly, measured best
     names = list(tr.piecewise) + ["output"]
     counts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     with torch.no_grad():
