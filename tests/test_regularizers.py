@@ -134,3 +134,20 @@ def test_penalty_errors():
         orthogonality_penalty(net, x, n_probes=0)
     with pytest.raises(InputError, match="shape"):
         hessian_penalty(net, x, x[:2])
+
+
+def test_max_samples_is_unbiased_for_the_batch_mean():
+    net = _net()
+    rng = np.random.default_rng(4)
+    X, Xa = torch.tensor(rng.standard_normal((6, 3))), torch.tensor(rng.standard_normal((6, 3)))
+    full = orthogonality_penalty(net, X, estimator="exact").item()
+    # averaging over all C(6,2)-subsets is the same as averaging every sample equally: use
+    # many random subsets and compare within 3 standard errors
+    v = np.array([orthogonality_penalty(net, X, estimator="exact", max_samples=2,
+                                        generator=torch.Generator().manual_seed(i)).item()
+                  for i in range(300)])
+    assert abs(v.mean() - full) < 3 * v.std(ddof=1) / np.sqrt(len(v))
+    h = hessian_penalty(net, X, Xa, estimator="exact", max_samples=6).item()
+    assert h == pytest.approx(hessian_penalty(net, X, Xa, estimator="exact").item())
+    with pytest.raises(InputError, match="max_samples"):
+        hessian_penalty(net, X, Xa, max_samples=0)

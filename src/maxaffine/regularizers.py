@@ -47,12 +47,24 @@ def _check_x(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     return x
 
 
+def _subsample(k: int | None, generator: torch.Generator | None,
+               *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The same random subset of ``k`` rows of every tensor (all rows if ``k`` is None/≥ B)."""
+    B = xs[0].shape[0]
+    if k is None or int(k) >= B:
+        return xs
+    if int(k) < 1:
+        raise InputError(f"max_samples must be ≥ 1; got {k}")
+    idx = torch.randperm(B, generator=generator)[: int(k)].to(xs[0].device)
+    return tuple(t[idx] for t in xs)
+
+
 def _signs(shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
     return torch.randint(0, 2, shape, generator=generator).mul_(2).sub_(1).float()
 
 
 def orthogonality_penalty(model: nn.Module, x: torch.Tensor, *, estimator: str = "random",
-                          n_probes: int = 2,
+                          n_probes: int = 2, max_samples: int | None = None,
                           generator: torch.Generator | None = None) -> torch.Tensor:
     """Orthogonal-template penalty: squared inner products between different classes' templates.
 
@@ -81,6 +93,9 @@ def orthogonality_penalty(model: nn.Module, x: torch.Tensor, *, estimator: str =
         ``"exact"``: ``C`` reverse passes per sample; ``"random"``: ``2·n_probes``.
     n_probes : int
         Number of independent pairs of sign vectors per sample (random estimator, ≥ 1).
+    max_samples : int, optional
+        Evaluate the penalty on a random subset of this many samples of the batch (drawn
+        with ``generator``): still unbiased for the batch mean, cost scales with the subset.
     generator : torch.Generator, optional
         Source of the random signs.
 
@@ -109,6 +124,7 @@ def orthogonality_penalty(model: nn.Module, x: torch.Tensor, *, estimator: str =
     templates regularization).
     """
     x = _check_x(x)
+    (x,) = _subsample(max_samples, generator, x)
     B = x.shape[0]
     if estimator == "exact":
         C = _n_outputs(model, x)
@@ -144,7 +160,7 @@ def _n_outputs(model: nn.Module, x: torch.Tensor) -> int:
 
 def hessian_penalty(model: nn.Module, x: torch.Tensor, x_aug: torch.Tensor, *,
                     estimator: str = "random", n_probes: int = 1, eps: float = 1e-4,
-                    squared: bool = False,
+                    squared: bool = False, max_samples: int | None = None,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """Hessian (rugosity) penalty: change of the affine map between a point and its augmentation.
 
@@ -176,6 +192,9 @@ def hessian_penalty(model: nn.Module, x: torch.Tensor, x_aug: torch.Tensor, *,
         The ``ε`` under the square root (keeps the gradient finite at ``Δ = 0``).
     squared : bool
         Return :math:`\\frac1N\\sum_n \\|\\Delta_n\\|_F^2` (no square root, no ``ε``).
+    max_samples : int, optional
+        Evaluate the penalty on a random subset of this many samples of the batch (drawn
+        with ``generator``): still unbiased for the batch mean, cost scales with the subset.
     generator : torch.Generator, optional
 
     Returns
@@ -205,6 +224,7 @@ def hessian_penalty(model: nn.Module, x: torch.Tensor, x_aug: torch.Tensor, *,
     x_aug = _check_x(x_aug, "x_aug")
     if x_aug.shape != x.shape:
         raise InputError(f"x_aug must have the shape of x {tuple(x.shape)}; got {tuple(x_aug.shape)}")
+    x, x_aug = _subsample(max_samples, generator, x, x_aug)
     B = x.shape[0]
     both = torch.cat([x, x_aug.to(x.dtype)])
     if estimator == "exact":
