@@ -27,15 +27,15 @@ DESCRIPTION = "digits CNN trained with vs without the Hessian penalty (exact and
 def run(out_dir: Path, *, quick: bool = False, seed: int = 0, progress: bool = True) -> dict:
     torch.set_num_threads(1)
     ds = digits(image=True)
-    epochs = 1 if quick else 20
+    epochs = 1 if quick else 15
     seeds = [seed] if quick else [seed, seed + 1, seed + 2]
     Xtr, ytr = (ds.X_train[:200], ds.y_train[:200]) if quick else (ds.X_train, ds.y_train)
     Xte = ds.X_test[:64] if quick else ds.X_test
     Xte_aug = augment_images(Xte, torch.Generator().manual_seed(999))
-    conditions = [("plain", None, 0.0)]
-    lams = (0.1,) if quick else (0.1, 1.0)
-    for lam in lams:
-        conditions += [(f"random λ={lam:g}", "random", lam), (f"exact λ={lam:g}", "exact", lam)]
+    # the exact penalty costs ~20 reverse passes per sample: run it at one λ only
+    conditions = [("plain", None, 0.0), ("random λ=0.1", "random", 0.1)]
+    if not quick:
+        conditions += [("random λ=1", "random", 1.0), ("exact λ=1", "exact", 1.0)]
     raw = []
     for label, est, lam in conditions:
         for s in seeds:
