@@ -104,7 +104,7 @@ def figure_digits(out: Path, quick: bool) -> Path:
     X, y = data.X_test.double(), data.y_test
     picks = [int(torch.nonzero(y == c)[0]) for c in (0, 4, 7)]
     x1, x2, x3 = X[picks]
-    slc = maxaffine.Slice.through(x1, x2, x3, margin=0.35)
+    slc = maxaffine.Slice.through(x1, x2, x3, margin=0.5)
     t = time.perf_counter()
     part = maxaffine.partition_slice(net, slc, progress=False)
     t_part = time.perf_counter() - t

@@ -325,7 +325,7 @@ def test_templates_images_lines_and_given_axes(digit_data):
 
 # -- power diagrams -----------------------------------------------------------------------
 def test_first_layer_power_diagram_matches_closed_form(net2d, part2d):
-    ax = plot.plot_power_diagram(net2d, 0, part2d, circles=True, max_circles=10**6)
+    ax = plot.plot_power_diagram(net2d, 0, part2d, circles=True)
     W = net2d[0].weight.detach().numpy()
     b = net2d[0].bias.detach().numpy()
     q = part2d.upto(0).codes["1"].numpy().astype(float)  # (R1, 12) codes of the cells

@@ -923,8 +923,8 @@ def plot_anchor_images(partition_or_slice, images: Any = None, ax=None, *,
     r"""Draw the anchor inputs of a slice as images at the corners of its triangle.
 
     For a slice through three inputs (``Slice.through(x1, x2, x3)``) each image is placed
-    just outside its anchor point, away from the anchors' centroid, and the axes limits
-    grow to include the images. Gray-scale images share one intensity scale.
+    outside the domain beyond its anchor point, in the direction away from the anchors'
+    centroid, and the axes limits grow to include the images. Gray-scale images share one intensity scale.
 
     Parameters
     ----------
@@ -965,6 +965,7 @@ def plot_anchor_images(partition_or_slice, images: Any = None, ax=None, *,
     >>> len([im for im in ax.images if im.get_gid() == "anchor-image"])
     3
     """
+    from matplotlib.collections import LineCollection
     from matplotlib.patches import Rectangle
 
     slc = getattr(partition_or_slice, "slice", partition_or_slice)
@@ -991,15 +992,17 @@ def plot_anchor_images(partition_or_slice, images: Any = None, ax=None, *,
     vmax = max(float(p.max()) for p in pics) if gray else None
     cen = anchors.mean(0)
     side = size * slc.scale
-    boxes = []
+    boxes, links = [], []
     for i, (p, img) in enumerate(zip(anchors, pics)):  # one inset per anchor (three), not per region
         d = p - cen
         d = d / (np.linalg.norm(d) or 1.0)
         h, w = img.shape[:2]
         hw, hh = (side / 2, side / 2 * h / w) if w >= h else (side / 2 * w / h, side / 2)
-        # centre outside the anchor along d, far enough that the box clears the anchor
+        # centre beyond the domain along d (past its farthest vertex in that direction),
+        # far enough that the box clears it
         reach = 1.0 / max(abs(d[0]) / hw if hw else 0, abs(d[1]) / hh if hh else 0, 1e-12)
-        c = p + d * (reach + 0.03 * slc.scale)
+        beyond = max(float(np.max((slc.domain - p) @ d)), 0.0)
+        c = p + d * (beyond + reach + 0.02 * slc.scale)
         ext = (c[0] - hw, c[0] + hw, c[1] - hh, c[1] + hh)
         if not gray:
             lo_, hi_ = float(img.min()), float(img.max())
@@ -1015,6 +1018,11 @@ def plot_anchor_images(partition_or_slice, images: Any = None, ax=None, *,
                     labels[i], ha="center", va="bottom" if above else "top",
                     fontsize="small", zorder=8)
         boxes.append(ext)
+        links.append([p, c - d * reach])
+    lc = LineCollection(np.array(links), colors=[frame_color], linewidths=0.8, linestyles=":",
+                        zorder=6.5)
+    lc.set_gid("anchor-links")
+    ax.add_collection(lc, autolim=False)
     b = np.array(boxes)
     if created:
         _set_domain_view(ax, slc)
@@ -1115,9 +1123,9 @@ def plot_templates(templates: Any, *, shape: Sequence[int] | None = None, axes=N
 
 # -- power diagrams ----------------------------------------------------------------------
 def plot_power_diagram(model, layer: int | str, slice_or_points, ax=None, *,
-                       centroids: bool = True, circles: bool = True, extent: str = "domain",
-                       color_by: str = "code", linewidth: float = 0.6, max_circles: int = 500,
-                       legend: bool = True):
+                       centroids: bool = True, circles: bool | None = None,
+                       extent: str = "domain", color_by: str = "code", linewidth: float = 0.6,
+                       max_circles: int = 16, legend: bool | str = "below"):
     r"""A layer's power-diagram cells with their centroids and radii.
 
     For one MASO layer with code :math:`q`, centroid :math:`\mu[q] = \sum_k A_{k,q_k}` and
@@ -1142,16 +1150,20 @@ def plot_power_diagram(model, layer: int | str, slice_or_points, ax=None, *,
         plane of a 2-input model; a Partition of this model is reused), or the cells of
         given points of a 2-input model (e.g. a grid), drawn as dots coloured by cell.
     ax : Axes, optional
-    centroids, circles : bool
-        Draw the centroids :math:`\mu` and the power circles.
+    centroids : bool
+        Draw the centroids :math:`\mu`.
+    circles : bool or None
+        Draw the power circles; None (default): for the first piecewise layer only (where
+        the diagram is global) and when there are at most ``max_circles`` cells.
     extent : {"domain", "all"}
         Keep the view on the slice, or widen it to show all centroids and circles.
     color_by : {"code"}
         Cells coloured by the layer's own code (:func:`code_colors`).
     linewidth : float
     max_circles : int
-        Draw circles only if there are at most this many cells (they clutter otherwise).
-    legend : bool
+        With ``circles=None``, draw circles only up to this many cells (they clutter).
+    legend : bool or str
+        As in :func:`plot_partition` (``"below"`` the axes by default).
 
     Returns
     -------
@@ -1263,12 +1275,15 @@ def plot_power_diagram(model, layer: int | str, slice_or_points, ax=None, *,
         ax.set_ylim(lo[1], hi[1])
     dark = face.copy()
     dark[:, :3] *= 0.55
-    if circles and len(c_st) <= max_circles:
+    if circles is None:
+        circles = li == 0 and len(c_st) <= max_circles
+    if circles:
         pos = rad_st > 0
         r = np.sqrt(rad_st[pos])
         ec = EllipseCollection(2 * r, 2 * r, np.zeros(len(r)), units="xy", offsets=c_st[pos],
                                offset_transform=ax.transData, facecolors="none",
-                               edgecolors=dark[pos], linewidths=0.9, linestyles="--", zorder=6)
+                               edgecolors=dark[pos], linewidths=1.0, linestyles="--", zorder=6,
+                               alpha=0.8)
         ec.set_gid("power-circles")
         ax.add_collection(ec)
         handles.append(Line2D([], [], color="0.3", ls="--", lw=0.9,
@@ -1290,5 +1305,5 @@ def plot_power_diagram(model, layer: int | str, slice_or_points, ax=None, *,
         ax.set_ylim(lo[1] - d[1], hi[1] + d[1])
     ax.set_title(f"power diagram of {_layer_label(li, name)}", fontsize="medium")
     if legend and handles:
-        ax.legend(handles=handles, loc="upper right", fontsize="small", framealpha=0.92)
+        _legend(ax, handles, legend)
     return ax
