@@ -45,3 +45,13 @@ def test_import_is_light():
                          check=True)
     assert out.stdout.strip() == "False"
     assert maxaffine.trace.__module__ == "maxaffine.trace" and callable(maxaffine.trace)
+
+
+def test_functions_named_like_their_modules_stay_functions():
+    import importlib
+
+    importlib.import_module("maxaffine.templates")
+    importlib.import_module("maxaffine.trace")
+    assert callable(maxaffine.templates) and callable(maxaffine.trace)
+    for name in maxaffine.__all__:
+        assert getattr(maxaffine, name) is not None, name
