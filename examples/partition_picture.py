@@ -9,7 +9,7 @@
    three test digits of different classes, the digits drawn at the triangle's corners.
 
 Run ``python examples/partition_picture.py [--out DIR] [--quick]``; ``--quick`` trains for a
-few epochs only (a smoke test; the pictures are then less tidy).
+few epochs on fewer samples (a smoke test; the pictures are then less tidy).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def trained(sizes: list[int], data, epochs: int, seed: int = 0) -> nn.Sequential
 
 
 def figure_mlp(out: Path, quick: bool) -> Path:
-    data = toy2d("spirals", n_samples=1200)
-    net = trained([2, 32, 32, 4], data, epochs=8 if quick else 150)
+    data = toy2d("spirals", n_samples=300 if quick else 1200)
+    net = trained([2, 32, 32, 4], data, epochs=2 if quick else 150)
     t = time.perf_counter()
     part = maxaffine.partition_slice(net, maxaffine.Slice.box(BOX), progress=False)
     t_part = time.perf_counter() - t
@@ -85,8 +85,8 @@ def figure_mlp(out: Path, quick: bool) -> Path:
 
 
 def figure_subdivision(out: Path, quick: bool) -> Path:
-    data = toy2d("spirals", n_samples=1200)
-    net = trained([2, 10, 10, 10, 4], data, epochs=8 if quick else 100)
+    data = toy2d("spirals", n_samples=300 if quick else 1200)
+    net = trained([2, 10, 10, 10, 4], data, epochs=2 if quick else 100)
     part = maxaffine.partition_slice(net, maxaffine.Slice.box(BOX), progress=False)
     axes = plot.plot_subdivision(part, boundary=True, panel_size=4.0)
     fig = axes[0].figure
@@ -100,7 +100,7 @@ def figure_subdivision(out: Path, quick: bool) -> Path:
 
 def figure_digits(out: Path, quick: bool) -> Path:
     data = digits(image=False)
-    net = trained([64, 64, 64, 10], data, epochs=3 if quick else 60)
+    net = trained([64, 64, 64, 10], data, epochs=1 if quick else 60)
     X, y = data.X_test.double(), data.y_test
     picks = [int(torch.nonzero(y == c)[0]) for c in (0, 4, 7)]
     x1, x2, x3 = X[picks]
@@ -113,7 +113,8 @@ def figure_digits(out: Path, quick: bool) -> Path:
     plot.plot_anchor_images(part, ax=ax, shape=(8, 8), size=0.2,
                             labels=[f"digit {int(y[i])}" for i in picks])
     ax.set_title(f"64-64-64-10 MLP on 8x8 digits: the plane through three test digits\n"
-                 f"{part.n_regions:,} linear regions, coloured by predicted class", fontsize="medium")
+                 f"{part.n_regions:,} linear regions, coloured by predicted class",
+                 fontsize="medium")
     path = out / "partition-digits.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -8,7 +8,8 @@ one artist per kind of object), so partitions with tens of thousands of regions 
 about a second.
 
 Artists carry a ``gid`` so callers (and tests) can find them: ``"regions"`` (the region
-polygons; a ``TriMesh`` for Gouraud-shaded outputs), ``"edges"`` (region edges),
+polygons; a ``TriMesh`` for Gouraud-shaded outputs), ``"edges"`` (region edges inside the
+domain), ``"domain"`` (the domain outline),
 ``"decision-boundary"``, ``"anchors"``, ``"anchor-image"``, ``"points"``,
 ``"power-centroids"``, ``"power-circles"``, ``"path-outputs"``, ``"path-pieces"``,
 ``"path-breakpoints"``.
@@ -319,8 +320,8 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
         ``"code"``: a random but deterministic colour per full VQ code (see
         :func:`code_colors`); ``"tile"``: the hue of the region's first-layer cell (a convex
         tile) in a shade set by its full code, so every tile shows its subdivision by the
-        later layers (see :func:`tile_colors`); ``"layer_code"``: by the code of the last layer only, so
-        same-coloured cells form that layer's (non-convex) regions; ``"class"``: the
+        later layers (see :func:`tile_colors`); ``"layer_code"``: by the code of the last
+        layer only, so same-coloured cells form that layer's (non-convex) regions; ``"class"``: the
         predicted class, argmax of the region's output map at its interior point, each region
         a slightly different tint (one output: ``f > level``); ``"output"``: the value of
         output ``output`` (exact: Gouraud shading of the piecewise-linear map, or one value
@@ -427,7 +428,7 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
                 m = float(np.max(np.abs(vals - level))) or 1.0
                 pc.set_clim(level - m, level + m)
             pc.set_gid("regions")
-            ax.add_collection(pc)
+            ax.add_collection(pc, autolim=False)
             mappable = pc
     else:
         if color_by == "code":
@@ -453,35 +454,37 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
         pc = PolyCollection(verts, facecolors=face, edgecolors="none", linewidths=0,
                             antialiaseds=False)
         pc.set_gid("regions")
-        ax.add_collection(pc)
+        ax.add_collection(pc, autolim=False)
 
     handles = list(class_handles)
     # -- edges by layer --
+    from matplotlib.patches import Polygon
+
+    outline = Polygon(slc.domain, closed=True, fill=False, ec=DOMAIN_COLOR,
+                      lw=1.5 * linewidth + 0.4, zorder=4, joinstyle="round")
+    outline.set_gid("domain")
+    ax.add_patch(outline)
     if edges:
         from matplotlib.lines import Line2D
 
         e = part.edges
-        seg = part.vertices[e["vertices"]]
-        lay = e["layer"]
+        inner = e["layer"] >= 0  # edges with layer -1 lie on the domain outline
+        seg = part.vertices[e["vertices"][inner]]
+        lay = e["layer"][inner]
         if edge_color_by_layer:
             pal = layer_colors(max(len(part.layers), 1))
-            colors = np.where((lay >= 0)[:, None], pal[np.maximum(lay, 0) % len(pal)],
-                              _rgba(DOMAIN_COLOR)[None])
-            colors[lay >= 0, 3] = edge_alpha
-            widths = np.where(lay >= 0, linewidth, 1.5 * linewidth + 0.3)
-            used = np.unique(lay[lay >= 0])
+            colors = pal[lay % len(pal)]
             handles += [Line2D([], [], color=pal[i], lw=1.5, label=_layer_label(i, part.layers[i]))
-                        for i in used]
+                        for i in np.unique(lay)]
         else:
             colors = np.repeat(_rgba(edge_color)[None], len(seg), 0)
-            colors[lay >= 0, 3] = edge_alpha
-            widths = np.full(len(seg), linewidth)
-        # layer 1 on top of later layers is unnatural: draw later layers last
-        order = np.argsort(np.where(lay < 0, np.iinfo(np.int64).max, lay), kind="stable")
-        lc = LineCollection(seg[order], colors=colors[order], linewidths=widths[order],
-                            capstyle="round", joinstyle="round")
+        colors[:, 3] = edge_alpha
+        order = np.argsort(lay, kind="stable")  # later layers drawn over earlier ones
+        # one scalar width and autolim=False keep matplotlib's per-segment work minimal
+        lc = LineCollection(seg[order], colors=colors[order], linewidths=linewidth,
+                            capstyle="round", joinstyle="round", zorder=3)
         lc.set_gid("edges")
-        ax.add_collection(lc)
+        ax.add_collection(lc, autolim=False)
 
     # -- decision boundary --
     if boundary is None:
@@ -515,7 +518,8 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
 def _legend(ax, handles, where) -> None:
     if where == "below":
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.11),
-                  ncols=len(handles) if len(handles) <= 7 else math.ceil(len(handles) / 2), fontsize="small", frameon=False,
+                  ncols=len(handles) if len(handles) <= 7 else math.ceil(len(handles) / 2),
+                  fontsize="small", frameon=False,
                   handlelength=1.6, columnspacing=1.2)
     else:
         ax.legend(handles=handles, loc="best" if where is True else where, fontsize="small",
@@ -652,7 +656,7 @@ def plot_decision_boundary(partition, ax=None, *, level: float = 0.0, color: Any
         lc.set_path_effects([patheffects.Stroke(linewidth=linewidth + 1.6, foreground="white"),
                              patheffects.Normal()])
     lc.set_gid("decision-boundary")
-    ax.add_collection(lc)
+    ax.add_collection(lc, autolim=False)
     if created:
         _set_domain_view(ax, partition.slice)
     return ax
@@ -708,7 +712,8 @@ def plot_subdivision(partition, *, layers: Sequence[int | str] | None = None, ax
     ...                           torch.nn.ReLU(), torch.nn.Linear(6, 2))
     >>> part = maxaffine.partition_slice(net, maxaffine.Slice.box((-2, 2, -2, 2)), progress=False)
     >>> axes = maxaffine.plot.plot_subdivision(part)
-    >>> [len(a.collections[0].get_paths()) for a in axes] == [part.upto(i).n_regions for i in range(2)]
+    >>> drawn = [len(a.collections[0].get_paths()) for a in axes]
+    >>> drawn == [part.upto(i).n_regions for i in range(2)]
     True
     """
     if not partition.history:
@@ -924,7 +929,8 @@ def plot_anchor_images(partition_or_slice, images: Any = None, ax=None, *,
 
     For a slice through three inputs (``Slice.through(x1, x2, x3)``) each image is placed
     outside the domain beyond its anchor point, in the direction away from the anchors'
-    centroid, and the axes limits grow to include the images. Gray-scale images share one intensity scale.
+    centroid, and the axes limits grow to include the images. Gray-scale images share one
+    intensity scale.
 
     Parameters
     ----------
@@ -993,7 +999,7 @@ def plot_anchor_images(partition_or_slice, images: Any = None, ax=None, *,
     cen = anchors.mean(0)
     side = size * slc.scale
     boxes, links = [], []
-    for i, (p, img) in enumerate(zip(anchors, pics)):  # one inset per anchor (three), not per region
+    for i, (p, img) in enumerate(zip(anchors, pics)):  # one inset per anchor, not per region
         d = p - cen
         d = d / (np.linalg.norm(d) or 1.0)
         h, w = img.shape[:2]
