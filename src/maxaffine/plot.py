@@ -342,7 +342,8 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
         Mark the slice's anchor inputs (``Slice.through``), labelled ``anchor_labels``
         (default :math:`x_1, x_2, x_3`).
     points : array, shape (N, 2) slice coordinates or (N, *in_shape) inputs, optional
-        Data to scatter on top (inputs are projected onto the slice's plane).
+        Data to scatter on top (inputs are projected onto the slice's plane; for 2-input
+        models an (N, 2) array is read as inputs).
     point_labels : array, shape (N,), optional
         Class labels of ``points`` (class colours).
     cmap : str or Colormap, optional
