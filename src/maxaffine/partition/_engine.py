@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..affine import Codes
 from ..errors import BudgetWarning, InputError
 from ..trace import Trace, trace
-from ._mesh import TOL, Mesh, Polys
+from ._mesh import TOL, Mesh, Polys, Rows
 from ._network import Evaluator, switch_of
 from .partition import Level, Partition
 from .slice import Slice
@@ -50,53 +50,166 @@ def _resolve_layers(tr: Trace, layers: Any) -> tuple[str, ...]:
     return tuple(n for n in tr.piecewise if n in names)
 
 
+#: Entries of one (functions x polygon entries) block when testing which lines cross which
+#: regions at the start of a layer.
+_BLOCK = 1 << 22
+
+
+def _row_extremes(Zt: np.ndarray, rows: Rows, R: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row max and min over each polygon's vertices of the columns of ``Zt`` (n, f)."""
+    cnt = rows.cnt[:R]
+    mx = Zt[rows.P[:R, 0]]
+    mn = mx.copy()
+    for j in range(1, int(cnt.max()) if R else 0):
+        idx = np.where(j < cnt, rows.P[:R, j], rows.P[:R, 0])
+        w = Zt[idx]
+        np.maximum(mx, w, out=mx)
+        np.minimum(mn, w, out=mn)
+    return mx, mn
+
+
+def _blocks(F: int, rows: Rows, per: int = 1):
+    step = max(1, _BLOCK // max(1, rows.R * rows.K * per))
+    return [slice(i, i + step) for i in range(0, F, step)]
+
+
+def _crossing(Zt: np.ndarray, eps: np.ndarray, rows: Rows) -> np.ndarray:
+    """(F, R) bool: function ``f`` has vertices strictly on both sides (beyond ``eps[f]``)
+    of its zero line in row ``r``. Blocked over functions."""
+    F = Zt.shape[1]
+    out = np.empty((F, rows.R), bool)
+    for b in _blocks(F, rows):
+        Zb = Zt if b.start == 0 and b.stop >= F else np.ascontiguousarray(Zt[:, b])
+        mx, mn = _row_extremes(Zb, rows, rows.R)
+        e = eps[b]
+        out[b] = ((mx > e) & (mn < -e)).T
+    return out
+
+
 def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tuple[Polys, bool]:
-    Z = mesh.Z[:, : mesh.n]
-    if Z.shape[0] == 0:
+    """Cut by every function's zero line, each line only through the regions it crosses.
+
+    The regions of the previous layer on which each function changes sign (vertices
+    strictly on both sides; the function is affine there) are found for all functions in
+    one blocked pass. A piece of such a region can only be crossed if the region is, so
+    each cut gathers those pieces, splits them and writes them back in place: cost
+    proportional to the pieces touched, not to the whole subdivision.
+    """
+    Zt = mesh.Z[: mesh.n]
+    if Zt.shape[1] == 0 or polys.n == 0:
         return polys, False
-    scale = np.abs(Z).max(1)
-    active = np.flatnonzero((Z.max(1) > mesh.tol * scale) & (Z.min(1) < -mesh.tol * scale))
-    for f in active:
-        polys = mesh.split(polys, mesh.Z[f, : mesh.n], li, int(sw.unit[f]))
-        if budget is not None and polys.n > budget:
-            return polys, True
-    return polys, False
+    scale = np.abs(Zt).max(0)
+    eps = mesh.tol * scale
+    rows = Rows(polys)
+    cross = _crossing(Zt, eps, rows)
+    active = np.flatnonzero(cross.any(1))
+    if len(active) == 0:
+        return polys, False
+    stopped = False
+    built = rows.R
+    for i, f in enumerate(active):
+        if rows.R >= 2 * built:
+            # the rows have doubled: rebuild the table for the remaining functions on the
+            # current rows so candidates stay close to the rows actually crossed
+            rest = active[i:]
+            Zt = mesh.Z[: mesh.n]
+            cross = np.zeros_like(cross, shape=(cross.shape[0], rows.R))
+            cross[rest] = _crossing(np.ascontiguousarray(Zt[:, rest]), eps[rest], rows)
+            rows.base[: rows.R] = np.arange(rows.R)
+            built = rows.R
+        cand = np.flatnonzero(cross[f][rows.base[: rows.R]])
+        mesh.split_rows(rows, cand, mesh.Z[:, f], float(eps[f]), li, int(sw.unit[f]))
+        if budget is not None and rows.R > budget:
+            stopped = True
+            break
+    return rows.polys(), stopped
+
+
+class _Diff:
+    """``Z[:, i] - Z[:, j]`` of the mesh's current values, evaluated only where indexed."""
+
+    def __init__(self, mesh: Mesh, i: int, j: int):
+        self.mesh, self.i, self.j = mesh, i, j
+
+    def __getitem__(self, v):
+        Z = self.mesh.Z
+        return Z[v, self.i] - Z[v, self.j]
 
 
 def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tuple[Polys, bool]:
+    """Cut into the argmax cells of every max unit (max-pool window, maxout group).
+
+    A region needs cutting for unit ``k`` iff the argmax over the window differs between its
+    vertices or is ambiguous (within tolerance) at one (the cells of affine functions are
+    convex). These regions are found for all units in one blocked pass; per unit only the
+    pieces of those regions are split by all pairwise difference lines, regrouped by argmax
+    and merged back into convex cells.
+    """
     table = sw.table
-    for k in range(table.shape[0]):
-        idx = table[k][table[k] >= 0]
-        if len(idx) < 2:
+    if polys.n == 0 or table.shape[0] == 0:
+        return polys, False
+    Zt = mesh.Z[: mesh.n]
+    valid = table >= 0
+    units = np.flatnonzero(valid.sum(1) >= 2)
+    if len(units) == 0:
+        return polys, False
+    absmax = np.abs(Zt).max(0)
+    tol = mesh.tol
+    rows = Rows(polys)
+    elig = np.zeros((table.shape[0], rows.R), bool)
+    w = table.shape[1]
+    pairs = list(itertools.combinations(range(w), 2))
+    ascale = np.ones(table.shape[0])  # max |z_j| over the window and all vertices
+    pscale = np.zeros((table.shape[0], len(pairs)))  # max |z_i - z_j| per window pair
+    for b in _blocks(len(units), rows, 2 * w):
+        ks = units[b]
+        tb = np.maximum(table[ks], 0)
+        vk = valid[ks]
+        W = np.where(vk[None], Zt[:, tb], -np.inf)  # (n, k, w)
+        scale = np.where(vk, absmax[tb], 0.0).max(1)
+        scale = np.where(scale > 0, scale, 1.0)
+        ascale[ks] = scale
+        for p, (i, j) in enumerate(pairs):
+            d = np.abs(Zt[:, tb[:, i]] - Zt[:, tb[:, j]]).max(0) if len(Zt) else 0.0
+            pscale[ks, p] = np.where(vk[:, i] & vk[:, j], d, 0.0)
+        top2 = np.partition(W, w - 2, axis=2)[..., -2:]
+        amb = ((top2[..., 1] - top2[..., 0]) <= tol * scale[None]).astype(np.int8)
+        am = W.argmax(2)
+        mx, mn = _row_extremes(am, rows, rows.R)
+        amax, _ = _row_extremes(amb, rows, rows.R)
+        elig[ks] = ((mx != mn) | (amax > 0)).T
+    stopped = False
+    for k in units[elig[units].any(1)]:
+        cand = np.flatnonzero(elig[k][rows.origin[: rows.R]])
+        idx = table[k][valid[k]]
+        sub = rows.take(cand)
+        # only pieces on which the argmax changes (or is tied) are cut and regrouped
+        W = mesh.Z[sub.pv[:, None], idx[None]]  # (m, w)
+        srt = np.sort(W, axis=1)
+        amb = (srt[:, -1] - srt[:, -2]) <= tol * ascale[k]
+        am = W.argmax(1)
+        starts = sub.offsets[:-1]
+        need = (np.maximum.reduceat(am, starts) != np.minimum.reduceat(am, starts)) | \
+            np.logical_or.reduceat(amb, starts)
+        if not need.any():
             continue
-        W = mesh.Z[idx, : mesh.n]
-        top2 = np.partition(W, len(idx) - 2, axis=0)[-2:]
-        scale = float(np.abs(W).max()) or 1.0
-        amb = (top2[1] - top2[0]) <= mesh.tol * scale
-        am = W.argmax(0)
-        pv = polys.pv
-        starts = polys.offsets[:-1]
-        ae = am[pv]
-        elig = (np.maximum.reduceat(ae, starts) != np.minimum.reduceat(ae, starts)) | \
-            np.logical_or.reduceat(amb[pv], starts)
-        if not elig.any():
-            continue
-        sub = polys.take(np.flatnonzero(elig))
-        rest = polys.take(np.flatnonzero(~elig))
-        sub.tag = np.arange(sub.n, dtype=np.int64)
+        cand = cand[need]
+        sub = rows.take(cand)
         n_before = mesh.n
-        for i, j in itertools.combinations(range(len(idx)), 2):
-            g = mesh.Z[idx[i], : mesh.n] - mesh.Z[idx[j], : mesh.n]
-            sub = mesh.split(sub, g, li, k)
-        W2 = mesh.Z[idx, : mesh.n][:, sub.pv]
+        for p, (i, j) in enumerate(pairs):
+            if valid[k, i] and valid[k, j]:
+                sub = mesh.split(sub, _Diff(mesh, table[k, i], table[k, j]), li, k,
+                                 float(pscale[k, p]))
+        W2 = mesh.Z[sub.pv[:, None], idx[None]].T
         mean = np.add.reduceat(W2, sub.offsets[:-1], axis=1) / sub.counts[None]
         group = sub.tag * len(idx) + mean.argmax(0)
         _, group = np.unique(group, return_inverse=True)
         merged = mesh.merge(sub, group.reshape(-1), n_before)
-        polys = Polys.concat([rest, merged])
-        if budget is not None and polys.n > budget:
-            return polys, True
-    return polys, False
+        rows.replace(cand, merged)
+        if budget is not None and rows.R > budget:
+            stopped = True
+            break
+    return rows.polys(), stopped
 
 
 def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions: int | None = None,

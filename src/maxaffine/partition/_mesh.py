@@ -65,6 +65,94 @@ class Polys:
         return Polys(*(np.concatenate([getattr(p, f) for p in parts]) for f in Polys.__slots__))
 
 
+class Rows:
+    """Polygons stored as padded rows, so a subset can be cut and written back in place.
+
+    Row ``r < R`` holds ``cnt[r]`` vertex ids ``P[r, :cnt[r]]`` with edge labels ``EL``,
+    ``EU``, the row's ``origin`` (region of the previous layer) and ``base`` (row it was cut
+    from when the crossing table was last rebuilt). :meth:`take` gathers rows as :class:`Polys`;
+    :meth:`replace` writes the polygons cut from those rows back: the first piece of each
+    row over the row itself, further pieces appended. The cost of both is proportional to
+    the rows touched, not to the whole subdivision.
+    """
+
+    def __init__(self, polys: Polys):
+        R = polys.n
+        self.R = 0
+        self.cap = max(64, 2 * R)
+        self.K = max(8, int(polys.counts.max()) + 2 if R else 8)
+        self.P = np.zeros((self.cap, self.K), np.int64)
+        self.EL = np.zeros((self.cap, self.K), np.int32)
+        self.EU = np.zeros((self.cap, self.K), np.int64)
+        self.cnt = np.zeros(self.cap, np.int64)
+        self.origin = np.zeros(self.cap, np.int64)
+        self.base = np.zeros(self.cap, np.int64)
+        self._put(np.arange(R), polys)
+        self.base[:R] = np.arange(R)
+        self.R = R
+
+    def _grow(self, rows: int, width: int) -> None:
+        if rows <= self.cap and width <= self.K:
+            return
+        cap = self.cap
+        while cap < rows:
+            cap *= 2
+        K = max(self.K, width + 2)
+        for name in ("P", "EL", "EU"):
+            old = getattr(self, name)
+            new = np.zeros((cap, K), old.dtype)
+            new[: self.R, : self.K] = old[: self.R]
+            setattr(self, name, new)
+        for name in ("cnt", "origin", "base"):
+            old = getattr(self, name)
+            new = np.zeros(cap, old.dtype)
+            new[: self.R] = old[: self.R]
+            setattr(self, name, new)
+        self.cap, self.K = cap, K
+
+    def _put(self, dest: np.ndarray, polys: Polys) -> None:
+        counts = polys.counts
+        if len(dest) == 0:
+            return
+        self._grow(int(dest.max()) + 1, int(counts.max()))
+        r = np.repeat(dest, counts)
+        col = np.arange(len(polys.pv), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts,
+                                                                    counts)
+        self.P[r, col] = polys.pv
+        self.EL[r, col] = polys.el
+        self.EU[r, col] = polys.eu
+        self.cnt[dest] = counts
+        self.origin[dest] = polys.origin
+
+    def take(self, rows: np.ndarray) -> Polys:
+        """Rows ``rows`` as CSR polygons with ``tag`` = position in ``rows``."""
+        cnt = self.cnt[rows]
+        kmax = int(cnt.max()) if len(rows) else 0
+        mask = np.arange(kmax)[None] < cnt[:, None]
+        return Polys(cnt, self.P[rows, :kmax][mask], self.EL[rows, :kmax][mask],
+                     self.EU[rows, :kmax][mask], self.origin[rows],
+                     np.arange(len(rows), dtype=np.int64))
+
+    def replace(self, rows: np.ndarray, out: Polys) -> None:
+        """Write polygons ``out`` (``tag`` = position of the parent in ``rows``) back."""
+        n = out.n
+        if n == 0:
+            return
+        first = np.full(len(rows), -1, np.int64)
+        first[out.tag[::-1]] = np.arange(n - 1, -1, -1)
+        is_first = first[out.tag] == np.arange(n)
+        extra = np.cumsum(~is_first)
+        dest = np.where(is_first, rows[out.tag], self.R + extra - 1)
+        self._put(dest, out)
+        self.R += int(extra[-1])
+
+    def polys(self) -> Polys:
+        """All rows as CSR polygons (``tag`` zero)."""
+        p = self.take(np.arange(self.R))
+        p.tag = np.zeros(self.R, np.int64)
+        return p
+
+
 class Mesh:
     """Vertex table (grown by doubling) plus values of the current layer's cutting functions."""
 
@@ -74,7 +162,7 @@ class Mesh:
         self.V = np.zeros((self.cap, 2))
         self.V[:P] = domain
         self.n = P
-        self.Z = np.zeros((0, self.cap))
+        self.Z = np.zeros((self.cap, 0))
         self.tol = tol
         self.n_snapped = 0
         self.polys = Polys(np.array([P], np.int64), np.arange(P, dtype=np.int64),
@@ -91,14 +179,16 @@ class Mesh:
             cap *= 2
         V = np.zeros((cap, 2))
         V[: self.n] = self.V[: self.n]
-        Z = np.zeros((self.Z.shape[0], cap))
-        Z[:, : self.n] = self.Z[:, : self.n]
+        Z = np.zeros((cap, self.Z.shape[1]))
+        Z[: self.n] = self.Z[: self.n]
         self.V, self.Z, self.cap = V, Z, cap
 
     def set_values(self, Z: np.ndarray) -> None:
-        """Values (F, n) of the cutting functions of the next layer at all vertices."""
-        buf = np.zeros((Z.shape[0], self.cap))
-        buf[:, : self.n] = Z
+        """Values (F, n) of the cutting functions of the next layer at all vertices.
+
+        Stored transposed, ``self.Z`` (cap, F): new vertices interpolate whole rows."""
+        buf = np.zeros((self.cap, Z.shape[0]))
+        buf[: self.n] = Z.T
         self.Z = buf
 
     def compact(self) -> None:
@@ -111,7 +201,7 @@ class Mesh:
         keep = np.flatnonzero(used)
         self.V[: len(keep)] = self.V[keep]
         self.n = len(keep)
-        self.Z = np.zeros((0, self.cap))
+        self.Z = np.zeros((self.cap, 0))
         self.polys.pv = new_id[self.polys.pv]
 
     @property
@@ -120,39 +210,49 @@ class Mesh:
 
     # -- cutting ---------------------------------------------------------------------
     def split(self, polys: Polys, g: np.ndarray, layer: int, unit: int,
-              eligible: np.ndarray | None = None) -> Polys:
-        """Cut every (eligible) polygon crossed by the zero line of ``g`` (values (n,))."""
-        scale = float(np.abs(g).max()) if len(g) else 0.0
-        if scale == 0.0:
+              scale: float | None = None) -> Polys:
+        """Cut every polygon of ``polys`` crossed by the zero line of ``g`` (values (n,)).
+
+        Only the vertices of ``polys`` are read, so the cost is proportional to the size of
+        ``polys`` (callers pass the subset a line can cross). ``scale`` is ``max |g|`` over
+        all vertices (computed here when not given); the snapping tolerance is
+        ``tol * scale``. Returns the pieces and the uncrossed polygons, each carrying the
+        ``origin`` and ``tag`` of the polygon it came from.
+        """
+        if scale is None:
+            scale = float(np.abs(g).max()) if len(g) else 0.0
+        if scale == 0.0 or polys.n == 0:
             return polys
         eps = self.tol * scale
-        pos = g > eps
-        neg = g < -eps
         pv = polys.pv
+        ge = g[pv]
+        pos_e = ge > eps
+        neg_e = ge < -eps
         off = polys.offsets
         starts = off[:-1]
-        pe = pos[pv]
-        has_pos = np.logical_or.reduceat(pe, starts)
-        if not has_pos.any():
-            return polys
-        ne = neg[pv]
-        has_neg = np.logical_or.reduceat(ne, starts)
+        has_pos = np.logical_or.reduceat(pos_e, starts)
+        has_neg = np.logical_or.reduceat(neg_e, starts)
         crossed = has_pos & has_neg
-        if eligible is not None:
-            crossed &= eligible
         if not crossed.any():
             return polys
-        cidx = np.flatnonzero(crossed)
-        cnt = polys.counts[cidx]
-        ent = _ranges(starts[cidx], cnt)
-        m = len(ent)
+        all_crossed = bool(crossed.all())
+        if all_crossed:
+            cidx = np.arange(polys.n)
+            cnt = polys.counts
+            ent = None
+            a, pa, na = pv, pos_e, neg_e
+            el, eu = polys.el, polys.eu
+        else:
+            cidx = np.flatnonzero(crossed)
+            cnt = polys.counts[cidx]
+            ent = _ranges(starts[cidx], cnt)
+            a, pa, na = pv[ent], pos_e[ent], neg_e[ent]
+            el, eu = polys.el[ent], polys.eu[ent]
+        m = len(a)
         lstart = np.cumsum(cnt) - cnt
         nxt = np.arange(1, m + 1, dtype=np.int64)
         nxt[lstart + cnt - 1] = lstart
-        a = pv[ent]
-        b = a[nxt]
-        pa, na = pos[a], neg[a]
-        pb, nb = pos[b], neg[b]
+        b, pb, nb = a[nxt], pa[nxt], na[nxt]
         za = ~pa & ~na
         self.n_snapped += int(np.count_nonzero(za))
         cross = (pa & nb) | (na & pb)
@@ -167,19 +267,19 @@ class Mesh:
         k = len(ukey)
         self._reserve(k)
         n0 = self.n
-        self.V[n0:n0 + k] = self.V[ulo] + lam[:, None] * (self.V[uhi] - self.V[ulo])
-        if self.Z.shape[0]:
-            Zl, Zh = self.Z[:, ulo], self.Z[:, uhi]
-            self.Z[:, n0:n0 + k] = Zl + lam[None] * (Zh - Zl)
+        Vl = self.V[ulo]
+        self.V[n0:n0 + k] = Vl + lam[:, None] * (self.V[uhi] - Vl)
+        if self.Z.shape[1]:
+            Zl = self.Z[ulo]
+            self.Z[n0:n0 + k] = Zl + lam[:, None] * (self.Z[uhi] - Zl)
         self.n = n0 + k
         newv = np.full(m, -1, np.int64)
         newv[cross] = n0 + inv.reshape(-1)
-        el, eu = polys.el[ent], polys.eu[ent]
         pieces = []
         for keep_v, cut_v, cut_x in ((~na, za & nb, pa), (~pa, za & pb, na)):
             c = keep_v.astype(np.int64) + cross
             s = np.cumsum(c) - c
-            tot = int(c.sum())
+            tot = int(s[-1] + c[-1]) if m else 0
             out_v = np.empty(tot, np.int64)
             out_l = np.empty(tot, np.int32)
             out_u = np.empty(tot, np.int64)
@@ -193,13 +293,95 @@ class Mesh:
             out_u[ix] = np.where(cut_x[cross], unit, eu[cross])
             pc = np.add.reduceat(c, lstart)
             pieces.append(Polys(pc, out_v, out_l, out_u, polys.origin[cidx], polys.tag[cidx]))
-        rest = np.flatnonzero(~crossed)
-        if len(rest) == 0:
+        if all_crossed:
             return Polys.concat(pieces)
+        rest = np.flatnonzero(~crossed)
         keep_ent = np.repeat(~crossed, polys.counts)
         kept = Polys(polys.counts[rest], pv[keep_ent], polys.el[keep_ent], polys.eu[keep_ent],
                      polys.origin[rest], polys.tag[rest])
         return Polys.concat([kept] + pieces)
+
+    def split_rows(self, rows: "Rows", cand: np.ndarray, g: np.ndarray, eps: float,
+                   layer: int, unit: int) -> None:
+        """Cut the rows ``cand`` of ``rows`` crossed by the zero line of ``g`` in place.
+
+        Same cut as :meth:`split` (vertices within ``eps`` of the line are on it, one new
+        vertex per crossed undirected edge), on padded rows: the piece on the positive side
+        overwrites its row and the negative piece is appended.
+        """
+        if len(cand) == 0:
+            return
+        cnt = rows.cnt[cand]
+        K = int(cnt.max())
+        P = rows.P[cand, :K]
+        col = np.arange(K)
+        valid = col[None] < cnt[:, None]
+        ge = g[P]
+        pos = (ge > eps) & valid
+        neg = (ge < -eps) & valid
+        crossed = pos.any(1) & neg.any(1)
+        if not crossed.all():
+            sel = np.flatnonzero(crossed)
+            if len(sel) == 0:
+                return
+            cand, cnt, P, valid, pos, neg = (cand[sel], cnt[sel], P[sel], valid[sel], pos[sel],
+                                             neg[sel])
+        c = len(cand)
+        nc = col[None] + 1
+        nc = np.where(nc < cnt[:, None], nc, 0)
+        b = np.take_along_axis(P, nc, 1)
+        pb = np.take_along_axis(pos, nc, 1)
+        nb = np.take_along_axis(neg, nc, 1)
+        za = valid & ~pos & ~neg
+        self.n_snapped += int(np.count_nonzero(za))
+        cross = (pos & nb) | (neg & pb)
+        ca, cb = P[cross], b[cross]
+        lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
+        key = lo * np.int64(self.n) + hi
+        ukey, inv = np.unique(key, return_inverse=True)
+        ulo, uhi = ukey // self.n, ukey % self.n
+        gl, gh = g[ulo], g[uhi]
+        lam = gl / (gl - gh)
+        k = len(ukey)
+        self._reserve(k)
+        n0 = self.n
+        Vl = self.V[ulo]
+        self.V[n0:n0 + k] = Vl + lam[:, None] * (self.V[uhi] - Vl)
+        if self.Z.shape[1]:
+            Zl = self.Z[ulo]
+            self.Z[n0:n0 + k] = Zl + lam[:, None] * (self.Z[uhi] - Zl)
+        self.n = n0 + k
+        newv = np.zeros((c, K), np.int64)
+        newv[cross] = n0 + inv.reshape(-1)
+        EL = rows.EL[cand, :K]
+        EU = rows.EU[cand, :K]
+        r = np.broadcast_to(np.arange(c)[:, None], (c, K))
+        rows._grow(rows.R + c, K + 1)
+        dest = (cand, np.arange(rows.R, rows.R + c))
+        for d, keep_v, cut_v, cut_x in ((dest[0], valid & ~neg, za & nb, pos),
+                                        (dest[1], valid & ~pos, za & pb, neg)):
+            n_out = keep_v.astype(np.int64) + cross
+            s = np.cumsum(n_out, 1) - n_out
+            oP = np.zeros((c, K + 1), np.int64)
+            oL = np.zeros((c, K + 1), np.int32)
+            oU = np.zeros((c, K + 1), np.int64)
+            rk, sk = r[keep_v], s[keep_v]
+            oP[rk, sk] = P[keep_v]
+            cv = cut_v[keep_v]
+            oL[rk, sk] = np.where(cv, layer, EL[keep_v])
+            oU[rk, sk] = np.where(cv, unit, EU[keep_v])
+            rx, sx = r[cross], s[cross] + keep_v[cross]
+            oP[rx, sx] = newv[cross]
+            cx = cut_x[cross]
+            oL[rx, sx] = np.where(cx, layer, EL[cross])
+            oU[rx, sx] = np.where(cx, unit, EU[cross])
+            rows.P[d, : K + 1] = oP
+            rows.EL[d, : K + 1] = oL
+            rows.EU[d, : K + 1] = oU
+            rows.cnt[d] = s[:, -1] + n_out[:, -1]
+        rows.origin[dest[1]] = rows.origin[cand]
+        rows.base[dest[1]] = rows.base[cand]
+        rows.R += c
 
     # -- argmax cells ----------------------------------------------------------------
     def merge(self, polys: Polys, group: np.ndarray, n_before: int) -> Polys:
@@ -256,10 +438,13 @@ class Mesh:
         flat = (np.abs(cr) <= 1e-10 * np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1)) \
             & (dot > 0)
         new = pv >= n_before
-        refs = np.bincount(pv[new], minlength=self.n)
-        cand = np.bincount(pv[new & flat], minlength=self.n)
+        width = self.n - n_before
+        refs = np.bincount(pv[new] - n_before, minlength=width)
+        cand = np.bincount(pv[new & flat] - n_before, minlength=width)
         drop_v = (refs > 0) & (refs == cand)
-        drop = drop_v[pv] & (polys.counts[np.repeat(np.arange(polys.n), polys.counts)] > 3)
+        drop = np.zeros(m, bool)
+        drop[new] = drop_v[pv[new] - n_before]
+        drop &= np.repeat(polys.counts > 3, polys.counts)
         if not drop.any():
             return polys
         counts = polys.counts - np.add.reduceat(drop.astype(np.int64), off[:-1])
