@@ -35,7 +35,9 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0, progress: bool = T
     # the exact penalty costs ~20 reverse passes per sample: run it at one λ only
     conditions = [("plain", None, 0.0), ("random λ=0.1", "random", 0.1)]
     if not quick:
-        conditions += [("random λ=1", "random", 1.0), ("exact λ=1", "exact", 1.0)]
+        conditions = [("plain", None, 0.0), ("random λ=0.01", "random", 0.01),
+                      ("random λ=0.1", "random", 0.1), ("random λ=1", "random", 1.0),
+                      ("exact λ=0.1", "exact", 0.1)]
     raw = []
     for label, est, lam in conditions:
         for s in seeds:
