@@ -65,11 +65,24 @@ class Polys:
         return Polys(*(np.concatenate([getattr(p, f) for p in parts]) for f in Polys.__slots__))
 
 
+_LAB = np.int64(1 << 40)
+
+
+def pack_label(layer: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """One int64 per edge label: ``(layer + 1) * 2**40 + (unit + 1)`` (both may be -1)."""
+    return (np.asarray(layer, np.int64) + 1) * _LAB + (np.asarray(unit, np.int64) + 1)
+
+
+def unpack_label(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pack_label`: (layer int32, unit int64)."""
+    return (lab // _LAB - 1).astype(np.int32), lab % _LAB - 1
+
+
 class Rows:
     """Polygons stored as padded rows, so a subset can be cut and written back in place.
 
-    Row ``r < R`` holds ``cnt[r]`` vertex ids ``P[r, :cnt[r]]`` with edge labels ``EL``,
-    ``EU``, the row's ``origin`` (region of the previous layer) and ``base`` (row it was cut
+    Row ``r < R`` holds ``cnt[r]`` vertex ids ``P[r, :cnt[r]]`` with packed edge labels
+    ``LAB`` (:func:`pack_label`), the row's ``origin`` (region of the previous layer) and ``base`` (row it was cut
     from when the crossing table was last rebuilt). :meth:`take` gathers rows as :class:`Polys`;
     :meth:`replace` writes the polygons cut from those rows back: the first piece of each
     row over the row itself, further pieces appended. The cost of both is proportional to
@@ -82,8 +95,7 @@ class Rows:
         self.cap = max(64, 2 * R)
         self.K = max(8, int(polys.counts.max()) + 2 if R else 8)
         self.P = np.zeros((self.cap, self.K), np.int64)
-        self.EL = np.zeros((self.cap, self.K), np.int32)
-        self.EU = np.zeros((self.cap, self.K), np.int64)
+        self.LAB = np.zeros((self.cap, self.K), np.int64)
         self.cnt = np.zeros(self.cap, np.int64)
         self.origin = np.zeros(self.cap, np.int64)
         self.base = np.zeros(self.cap, np.int64)
@@ -98,7 +110,7 @@ class Rows:
         while cap < rows:
             cap *= 2
         K = max(self.K, width + 2)
-        for name in ("P", "EL", "EU"):
+        for name in ("P", "LAB"):
             old = getattr(self, name)
             new = np.zeros((cap, K), old.dtype)
             new[: self.R, : self.K] = old[: self.R]
@@ -119,8 +131,7 @@ class Rows:
         col = np.arange(len(polys.pv), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts,
                                                                     counts)
         self.P[r, col] = polys.pv
-        self.EL[r, col] = polys.el
-        self.EU[r, col] = polys.eu
+        self.LAB[r, col] = pack_label(polys.el, polys.eu)
         self.cnt[dest] = counts
         self.origin[dest] = polys.origin
 
@@ -129,8 +140,8 @@ class Rows:
         cnt = self.cnt[rows]
         kmax = int(cnt.max()) if len(rows) else 0
         mask = np.arange(kmax)[None] < cnt[:, None]
-        return Polys(cnt, self.P[rows, :kmax][mask], self.EL[rows, :kmax][mask],
-                     self.EU[rows, :kmax][mask], self.origin[rows],
+        el, eu = unpack_label(self.LAB[rows, :kmax][mask])
+        return Polys(cnt, self.P[rows, :kmax][mask], el, eu, self.origin[rows],
                      np.arange(len(rows), dtype=np.int64))
 
     def replace(self, rows: np.ndarray, out: Polys) -> None:
@@ -306,43 +317,60 @@ class Mesh:
         """Cut the rows ``cand`` of ``rows`` crossed by the zero line of ``g`` in place.
 
         Same cut as :meth:`split` (vertices within ``eps`` of the line are on it, one new
-        vertex per crossed undirected edge), on padded rows: the piece on the positive side
-        overwrites its row and the negative piece is appended.
+        vertex per crossed undirected edge, computed from its smaller vertex id), on padded
+        rows: the piece on the positive side overwrites its row and the negative piece is
+        appended. Both pieces are built in one pass over a stacked (2c, K) array.
         """
         if len(cand) == 0:
             return
         cnt = rows.cnt[cand]
         K = int(cnt.max())
         P = rows.P[cand, :K]
-        col = np.arange(K)
-        valid = col[None] < cnt[:, None]
         ge = g[P]
-        pos = (ge > eps) & valid
-        neg = (ge < -eps) & valid
-        crossed = pos.any(1) & neg.any(1)
-        if not crossed.all():
-            sel = np.flatnonzero(crossed)
-            if len(sel) == 0:
-                return
+        valid = np.arange(K) < cnt[:, None]
+        pos = ge > eps
+        pos &= valid
+        neg = ge < -eps
+        neg &= valid
+        crossed = pos.any(1)
+        crossed &= neg.any(1)
+        sel = np.flatnonzero(crossed)
+        c = len(sel)
+        if c == 0:
+            return
+        if c < len(cand):
             cand, cnt, P, valid, pos, neg = (cand[sel], cnt[sel], P[sel], valid[sel], pos[sel],
                                              neg[sel])
-        c = len(cand)
-        nc = col[None] + 1
-        nc = np.where(nc < cnt[:, None], nc, 0)
-        b = np.take_along_axis(P, nc, 1)
-        pb = np.take_along_axis(pos, nc, 1)
-        nb = np.take_along_axis(neg, nc, 1)
-        za = valid & ~pos & ~neg
+        # next entry around each row (cyclic within cnt); padding entries are never used
+        last = (np.arange(c), cnt - 1)
+        b = np.empty_like(P)
+        b[:, :-1] = P[:, 1:]
+        b[last] = P[:, 0]
+        pb = np.empty_like(pos)
+        pb[:, :-1] = pos[:, 1:]
+        pb[last] = pos[:, 0]
+        nb = np.empty_like(neg)
+        nb[:, :-1] = neg[:, 1:]
+        nb[last] = neg[:, 0]
+        za = valid & ~(pos | neg)
         self.n_snapped += int(np.count_nonzero(za))
         cross = (pos & nb) | (neg & pb)
+        # new vertices: one per undirected crossed edge (sorted edge keys)
         ca, cb = P[cross], b[cross]
-        lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
+        lo = np.minimum(ca, cb)
+        hi = np.maximum(ca, cb)
         key = lo * np.int64(self.n) + hi
-        ukey, inv = np.unique(key, return_inverse=True)
-        ulo, uhi = ukey // self.n, ukey % self.n
+        order = key.argsort(kind="stable")
+        ks = key[order]
+        first = np.ones(len(ks), bool)
+        np.not_equal(ks[1:], ks[:-1], out=first[1:])
+        ids = np.cumsum(first) - 1
+        inv = np.empty_like(ids)
+        inv[order] = ids
+        ulo, uhi = lo[order[first]], hi[order[first]]
         gl, gh = g[ulo], g[uhi]
         lam = gl / (gl - gh)
-        k = len(ukey)
+        k = len(ulo)
         self._reserve(k)
         n0 = self.n
         Vl = self.V[ulo]
@@ -351,36 +379,37 @@ class Mesh:
             Zl = self.Z[ulo]
             self.Z[n0:n0 + k] = Zl + lam[:, None] * (self.Z[uhi] - Zl)
         self.n = n0 + k
-        newv = np.zeros((c, K), np.int64)
-        newv[cross] = n0 + inv.reshape(-1)
-        EL = rows.EL[cand, :K]
-        EU = rows.EU[cand, :K]
-        r = np.broadcast_to(np.arange(c)[:, None], (c, K))
-        rows._grow(rows.R + c, K + 1)
-        dest = (cand, np.arange(rows.R, rows.R + c))
-        for d, keep_v, cut_v, cut_x in ((dest[0], valid & ~neg, za & nb, pos),
-                                        (dest[1], valid & ~pos, za & pb, neg)):
-            n_out = keep_v.astype(np.int64) + cross
-            s = np.cumsum(n_out, 1) - n_out
-            oP = np.zeros((c, K + 1), np.int64)
-            oL = np.zeros((c, K + 1), np.int32)
-            oU = np.zeros((c, K + 1), np.int64)
-            rk, sk = r[keep_v], s[keep_v]
-            oP[rk, sk] = P[keep_v]
-            cv = cut_v[keep_v]
-            oL[rk, sk] = np.where(cv, layer, EL[keep_v])
-            oU[rk, sk] = np.where(cv, unit, EU[keep_v])
-            rx, sx = r[cross], s[cross] + keep_v[cross]
-            oP[rx, sx] = newv[cross]
-            cx = cut_x[cross]
-            oL[rx, sx] = np.where(cx, layer, EL[cross])
-            oU[rx, sx] = np.where(cx, unit, EU[cross])
-            rows.P[d, : K + 1] = oP
-            rows.EL[d, : K + 1] = oL
-            rows.EU[d, : K + 1] = oU
-            rows.cnt[d] = s[:, -1] + n_out[:, -1]
-        rows.origin[dest[1]] = rows.origin[cand]
-        rows.base[dest[1]] = rows.base[cand]
+        nv = n0 + inv
+        # both pieces at once: rows [0, c) keep the positive side, [c, 2c) the negative
+        keep = np.concatenate([valid & ~neg, valid & ~pos])
+        cut_v = np.concatenate([za & nb, za & pb])
+        cut_x = np.concatenate([pos, neg])
+        cr2 = np.concatenate([cross, cross])
+        n_out = keep.astype(np.int64)
+        n_out += cr2
+        s = np.cumsum(n_out, 1)
+        counts = s[:, -1].copy()
+        s -= n_out
+        W = K + 1
+        s += (np.arange(2 * c) * W)[:, None]
+        fk = s[keep]
+        fx = (s + keep)[cr2]
+        lab = rows.LAB[cand, :K]
+        lab2 = np.concatenate([lab, lab])
+        here = pack_label(layer, unit)
+        oP = np.zeros((2 * c, W), np.int64)
+        oL = np.empty((2 * c, W), np.int64)
+        oP.ravel()[fk] = np.concatenate([P, P])[keep]
+        oL.ravel()[fk] = np.where(cut_v[keep], here, lab2[keep])
+        oP.ravel()[fx] = np.concatenate([nv, nv])
+        oL.ravel()[fx] = np.where(cut_x[cr2], here, lab2[cr2])
+        rows._grow(rows.R + c, W)
+        dest = np.concatenate([cand, np.arange(rows.R, rows.R + c)])
+        rows.P[dest, :W] = oP
+        rows.LAB[dest, :W] = oL
+        rows.cnt[dest] = counts
+        rows.origin[rows.R:rows.R + c] = rows.origin[cand]
+        rows.base[rows.R:rows.R + c] = rows.base[cand]
         rows.R += c
 
     # -- argmax cells ----------------------------------------------------------------
