@@ -9,7 +9,12 @@ the number of classes ``C``.
 Cost model (one training step, reverse passes per sample, each with a graph for double
 backprop): exact orthogonality ``C``; random orthogonality ``2·n_probes``; exact Hessian
 ``2C``; random Hessian ``2·n_probes``. All rows go through one batched forward and one
-batched reverse pass.
+batched reverse pass. Measured on a small digits CNN (batch 64, C = 10,
+``benchmarks/regularizers.py``), one training step costs, relative to plain cross-entropy:
+orthogonality exact 8.6×, random 3.3× / 4.3× / 6.7× (1 / 2 / 4 probes); Hessian exact 18.5×,
+random 3.4× (1 probe); with ``max_samples=16`` of 64 the random penalties cost 2.3×. Double
+backpropagation itself (a reverse pass with a graph, then its reverse) is the floor: about
+three plain steps' worth of work on the tiled rows.
 """
 
 from __future__ import annotations
