@@ -8,8 +8,6 @@ chunked over samples to bound memory.
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -308,17 +306,3 @@ def vq_distance(model: nn.Module | Trace, x1: torch.Tensor, x2: torch.Tensor | N
 __all__ = ["LogitDecomposition", "Memorization", "logit_decomposition", "memorization",
            "templates", "vq_distance"]
 
-
-class _CallableModule(types.ModuleType):
-    """``maxaffine.templates`` is both this submodule and its main function.
-
-    Importing ``maxaffine.templates`` makes Python bind the *module* to the package attribute
-    ``maxaffine.templates``, shadowing the lazily exported function; making the module
-    callable keeps ``maxaffine.templates(model, x)`` working in every import order.
-    """
-
-    def __call__(self, model, x, **kwargs):
-        return templates(model, x, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
