@@ -305,4 +305,3 @@ def vq_distance(model: nn.Module | Trace, x1: torch.Tensor, x2: torch.Tensor | N
 
 __all__ = ["LogitDecomposition", "Memorization", "logit_decomposition", "memorization",
            "templates", "vq_distance"]
-
