@@ -171,6 +171,25 @@ def test_output_maps_float64_and_exact():
     assert np.abs(part.output(pts, reg) - y).max() < 1e-10
 
 
+
+@pytest.mark.parametrize("family,seed,shrink", [("mlp", 3, 1.0), ("cnn", 2, 0.4)])
+def test_output_slopes_match_autograd_jacobians(family, seed, shrink):
+    # G comes from vertex values (or a fixed-code difference for thin regions); the oracle
+    # is autograd of the model along the slice directions at every region's interior point
+    net, x = random_network(family, seed)
+    slc = _slice_for(x, shrink)
+    part = maxaffine.partition_slice(net, slc, progress=False)
+    st = torch.from_numpy(part.interior).requires_grad_(True)
+    o, u, v = (torch.from_numpy(a) for a in (slc.origin, slc.u, slc.v))
+    xs = (o[None] + st[:, :1] * u[None] + st[:, 1:] * v[None]).reshape(len(st), *slc.in_shape)
+    y = net(xs).reshape(len(st), -1)
+    J = np.stack([torch.autograd.grad(y[:, c].sum(), st, retain_graph=True)[0].numpy()
+                  for c in range(y.shape[1])], 1)
+    scale = np.abs(J).max()
+    assert np.abs(part.G - J).max() <= 1e-9 * scale
+    assert np.abs(part.output(part.interior, np.arange(part.n_regions)) -
+                  y.detach().numpy()).max() <= 1e-10 * max(1.0, float(y.detach().abs().max()))
+
 def test_decision_boundary_keeps_only_top_two_ties():
     torch.manual_seed(2)
     net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),

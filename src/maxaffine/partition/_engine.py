@@ -314,25 +314,79 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     return _finish(tr, ev, slice, mesh, names, history, parents, not stopped)
 
 
+#: Regions whose vertex spread (square root of the smaller eigenvalue of the vertex
+#: second-moment matrix) is at least this fraction of the slice scale get their output map
+#: from the vertex values; thinner ones from a fixed-code finite difference.
+_WELL_SPREAD = 1e-5
+
+
+def _output_maps(slc, ev, p, V, interior, y_all, codes) -> tuple[np.ndarray, np.ndarray]:
+    r"""Output slope ``G`` (R, C, 2) and offset ``h`` (R, C) of every region.
+
+    The output is affine on a region, so its values at the region's vertices ``v_i`` and at
+    the vertex centroid ``c`` satisfy ``f(v_i) - f(c) = G (v_i - c)``; ``G`` solves these in
+    the least-squares sense (exact for affine data):
+
+    .. math::
+
+        G = \Big(\sum_i (f(v_i) - f(c)) (v_i - c)^\top\Big)
+            \Big(\sum_i (v_i - c)(v_i - c)^\top\Big)^{-1}, \qquad h = f(c) - G c.
+
+    Rounding in the vertex values is amplified by the inverse spread of the vertices, so
+    regions thinner than ``_WELL_SPREAD`` times the slice scale instead take ``G`` from a
+    forward difference of step ``slc.scale`` with the region's codes held fixed.
+    """
+    R = p.n
+    off = p.offsets[:-1]
+    y0 = y_all[:R]
+    yv = y_all[R:]
+    rep = np.repeat(np.arange(R), p.counts)
+    X = V[p.pv] - interior[rep]
+    Y = yv[p.pv] - y0[rep]
+    sxx = np.add.reduceat(X[:, 0] * X[:, 0], off)
+    sxy = np.add.reduceat(X[:, 0] * X[:, 1], off)
+    syy = np.add.reduceat(X[:, 1] * X[:, 1], off)
+    t0 = np.add.reduceat(X[:, :1] * Y, off, axis=0)
+    t1 = np.add.reduceat(X[:, 1:] * Y, off, axis=0)
+    det = sxx * syy - sxy * sxy
+    tr_ = 0.5 * (sxx + syy)
+    lmin = (tr_ - np.sqrt(np.maximum(tr_ * tr_ - det, 0.0))) / p.counts
+    d = max(slc.scale, 1e-300)
+    good = lmin >= (_WELL_SPREAD * d) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        G = np.stack([(syy[:, None] * t0 - sxy[:, None] * t1) / det[:, None],
+                      (sxx[:, None] * t1 - sxy[:, None] * t0) / det[:, None]], axis=-1)
+    thin = np.flatnonzero(~good)
+    if len(thin):
+        c = interior[thin]
+        st = np.concatenate([c + [d, 0.0], c + [0.0, d]])
+        sel = torch.from_numpy(np.concatenate([thin, thin]))
+        fixed = {k: v[sel] for k, v in codes.items()}
+        y2 = ev.outputs(st, fixed)[0].numpy()
+        n = len(thin)
+        G[thin] = np.stack([(y2[:n] - y0[thin]) / d, (y2[n:] - y0[thin]) / d], axis=-1)
+    h = y0 - np.einsum("rcd,rd->rc", G, interior)
+    return G, h
+
+
 def _finish(tr, ev, slc, mesh, names, history, parents, complete) -> Partition:
     p = mesh.polys
     V = mesh.vertices.copy()
     off = p.offsets
     R = p.n
     interior = np.add.reduceat(V[p.pv], off[:-1], axis=0) / p.counts[:, None]
-    y, all_codes = ev.outputs(interior)
+    want_map = complete and names == tuple(tr.piecewise)
     done = names if complete else names[: len(history)]
-    codes = Codes({k: all_codes[k] for k in done})
     G = h = None
-    if complete and names == tuple(tr.piecewise):
-        d = max(slc.scale, 1e-300)
-        st = np.concatenate([interior + [d, 0.0], interior + [0.0, d]])
-        fixed = {k: torch.cat([v, v]) for k, v in all_codes.items()}
-        y2, _ = ev.outputs(st, fixed)
-        y0 = y.numpy()
-        y2 = y2.numpy()
-        G = np.stack([(y2[:R] - y0) / d, (y2[R:] - y0) / d], axis=-1)
-        h = y0 - np.einsum("rcd,rd->rc", G, interior)
+    if not want_map:
+        y, all_codes = ev.outputs(interior)
+        codes = Codes({k: all_codes[k] for k in done})
+    else:
+        # one pass at the interior points (codes, outputs) and at the vertices (outputs;
+        # the network is continuous, so a vertex's value is that of every region using it)
+        y_all, all_codes = ev.outputs(np.concatenate([interior, V]))
+        codes = Codes({k: all_codes[k][:R].clone() for k in done})
+        G, h = _output_maps(slc, ev, p, V, interior, y_all.numpy(), codes)
     L = len(history)
     anc = np.zeros((R, L), np.int64)
     if L:
