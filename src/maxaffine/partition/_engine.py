@@ -140,8 +140,9 @@ def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tu
     """Cut into the argmax cells of every max unit (max-pool window, maxout group).
 
     A region needs cutting for unit ``k`` iff the argmax over the window differs between its
-    vertices or is ambiguous (within tolerance) at one (the cells of affine functions are
-    convex). These regions are found for all units in one blocked pass; per unit only the
+    vertices: the window values are affine on the region, so if one of them is largest at
+    every vertex it is largest on the whole (convex) region, and the code is constant there
+    (ties that hold on the whole region are broken the same way everywhere). These regions are found for all units in one blocked pass; per unit only the
     pieces of those regions are split by all pairwise difference lines, regrouped by argmax
     and merged back into convex cells.
     """
@@ -153,44 +154,30 @@ def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tu
     units = np.flatnonzero(valid.sum(1) >= 2)
     if len(units) == 0:
         return polys, False
-    absmax = np.abs(Zt).max(0)
-    tol = mesh.tol
     rows = Rows(polys)
     elig = np.zeros((table.shape[0], rows.R), bool)
     w = table.shape[1]
     pairs = list(itertools.combinations(range(w), 2))
-    ascale = np.ones(table.shape[0])  # max |z_j| over the window and all vertices
     pscale = np.zeros((table.shape[0], len(pairs)))  # max |z_i - z_j| per window pair
     for b in _blocks(len(units), rows, 2 * w):
         ks = units[b]
         tb = np.maximum(table[ks], 0)
         vk = valid[ks]
         W = np.where(vk[None], Zt[:, tb], -np.inf)  # (n, k, w)
-        scale = np.where(vk, absmax[tb], 0.0).max(1)
-        scale = np.where(scale > 0, scale, 1.0)
-        ascale[ks] = scale
         for p, (i, j) in enumerate(pairs):
             d = np.abs(Zt[:, tb[:, i]] - Zt[:, tb[:, j]]).max(0) if len(Zt) else 0.0
             pscale[ks, p] = np.where(vk[:, i] & vk[:, j], d, 0.0)
-        top2 = np.partition(W, w - 2, axis=2)[..., -2:]
-        amb = ((top2[..., 1] - top2[..., 0]) <= tol * scale[None]).astype(np.int8)
-        am = W.argmax(2)
-        mx, mn = _row_extremes(am, rows, rows.R)
-        amax, _ = _row_extremes(amb, rows, rows.R)
-        elig[ks] = ((mx != mn) | (amax > 0)).T
+        mx, mn = _row_extremes(W.argmax(2), rows, rows.R)
+        elig[ks] = (mx != mn).T
     stopped = False
     for k in units[elig[units].any(1)]:
         cand = np.flatnonzero(elig[k][rows.origin[: rows.R]])
         idx = table[k][valid[k]]
         sub = rows.take(cand)
-        # only pieces on which the argmax changes (or is tied) are cut and regrouped
-        W = mesh.Z[sub.pv[:, None], idx[None]]  # (m, w)
-        srt = np.sort(W, axis=1)
-        amb = (srt[:, -1] - srt[:, -2]) <= tol * ascale[k]
-        am = W.argmax(1)
+        # only pieces on which the argmax changes are cut and regrouped
+        am = mesh.Z[sub.pv[:, None], idx[None]].argmax(1)
         starts = sub.offsets[:-1]
-        need = (np.maximum.reduceat(am, starts) != np.minimum.reduceat(am, starts)) | \
-            np.logical_or.reduceat(amb, starts)
+        need = np.maximum.reduceat(am, starts) != np.minimum.reduceat(am, starts)
         if not need.any():
             continue
         cand = cand[need]

@@ -137,7 +137,9 @@ class Evaluator:
             for a in n.fx_node.all_input_nodes:
                 if a.name in prefix and a.name not in frontier:
                     val = self.anchor.values[a.name]
-                    frontier[a.name] = (val[0], val[1] - val[0], val[2] - val[0])
+                    v0, du, dv = val[0], val[1] - val[0], val[2] - val[0]
+                    basis = torch.stack([v0, du, dv]).reshape(3, -1)
+                    frontier[a.name] = (v0, du, dv, basis)
         self.prefix = prefix
         self.frontier = frontier
         self.by_fx = by_fx
@@ -166,9 +168,10 @@ class Evaluator:
             if n.kind == "const":
                 env[name] = self.anchor.values[name]
             elif name in self.frontier:
-                v0, du, dv = self.frontier[name]
-                shp = (N,) + (1,) * v0.dim()
-                env[name] = v0[None] + s.reshape(shp) * du[None] + t.reshape(shp) * dv[None]
+                v0, _, _, basis = self.frontier[name]
+                # [1, s, t] @ [z(x0); Δ_u; Δ_v]: one matrix product per chunk
+                coef = torch.stack([torch.ones_like(s), s, t], 1)
+                env[name] = (coef @ basis).reshape((N,) + tuple(v0.shape))
             elif name in self.prefix:
                 val = self.anchor.values[name]
                 env[name] = torch.empty((N,) + tuple(val.shape[1:]), dtype=val.dtype, device="meta")
