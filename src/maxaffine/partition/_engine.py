@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from scipy.sparse import csr_matrix
 from tqdm.auto import tqdm
 
 from ..affine import Codes
@@ -215,7 +216,12 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
 
     Values at all vertices come from one batched forward pass of the real network per layer
     (no per-region matrices, no dense conv matrices); crossing points and the values there
-    follow by exact linear interpolation along edges. Float64 throughout.
+    follow by exact linear interpolation along edges. Each line is cut only through the
+    regions of the previous layer it crosses. Float64 throughout. The output map of a
+    region is solved from the outputs at its vertices (exact for affine maps; rounding
+    amplified by at most ``1e5`` for regions thinner than ``1e-5`` of the slice scale,
+    which instead use a fixed-code forward difference): slopes agree with autograd to
+    about ``1e-11`` relative.
 
     Parameters
     ----------
@@ -324,17 +330,18 @@ def _output_maps(slc, ev, p, V, interior, y_all, codes) -> tuple[np.ndarray, np.
     forward difference of step ``slc.scale`` with the region's codes held fixed.
     """
     R = p.n
-    off = p.offsets[:-1]
     y0 = y_all[:R]
     yv = y_all[R:]
     rep = np.repeat(np.arange(R), p.counts)
     X = V[p.pv] - interior[rep]
     Y = yv[p.pv] - y0[rep]
-    sxx = np.add.reduceat(X[:, 0] * X[:, 0], off)
-    sxy = np.add.reduceat(X[:, 0] * X[:, 1], off)
-    syy = np.add.reduceat(X[:, 1] * X[:, 1], off)
-    t0 = np.add.reduceat(X[:, :1] * Y, off, axis=0)
-    t1 = np.add.reduceat(X[:, 1:] * Y, off, axis=0)
+    # per-region sums as one sparse (R, M) @ (M, 3 + 2C) product
+    M = len(p.pv)
+    S = csr_matrix((np.ones(M), np.arange(M), p.offsets), shape=(R, M))
+    sums = S @ np.concatenate([X[:, :1] * X, X[:, 1:] * X[:, 1:], X[:, :1] * Y, X[:, 1:] * Y], 1)
+    C = Y.shape[1]
+    sxx, sxy, syy = sums[:, 0], sums[:, 1], sums[:, 2]
+    t0, t1 = sums[:, 3:3 + C], sums[:, 3 + C:]
     det = sxx * syy - sxy * sxy
     tr_ = 0.5 * (sxx + syy)
     lmin = (tr_ - np.sqrt(np.maximum(tr_ * tr_ - det, 0.0))) / p.counts
