@@ -1,6 +1,7 @@
 """Exact 2D slice partitions: maxaffine.partition_slice vs regioncam and dense code sampling.
 
-All measured in this process (best of ``--repeat`` runs, one thread):
+All measured in this process (one thread; maxaffine and regioncam run alternately,
+best of ``--repeat`` runs each):
 1. the reference MLP 2-64-64-64-1 (torch.manual_seed(0)) on [-2, 2]^2 (12,042 regions);
 2. a 784-64-64-64-10 MLP on the plane through three 28x28 inputs (regioncam gets the plane
    composed into its first layer, so both partition exactly the same square);
@@ -32,6 +33,19 @@ def best(fn, repeat):
     return min(times), out
 
 
+def interleaved(fns, repeat):
+    """Best time and last result of each callable, run alternately ``repeat`` times (on a
+    shared machine, load drifts; alternating gives both sides the same conditions)."""
+    times = [float("inf")] * len(fns)
+    outs = [None] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            outs[i] = fn()
+            times[i] = min(times[i], time.perf_counter() - t)
+    return [(t, o) for t, o in zip(times, outs)]
+
+
 def regioncam_count(net, size, first=None):
     import regioncam
 
@@ -49,7 +63,7 @@ def regioncam_count(net, size, first=None):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -60,8 +74,9 @@ def main() -> None:
                         nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1)).double()
     box = maxaffine.Slice.box((-2, 2, -2, 2))
     tr = maxaffine.trace(ref, torch.zeros(2, 2))
-    t_ours, part = best(lambda: maxaffine.partition_slice(tr, box, progress=False), args.repeat)
-    t_rc, n_rc = best(lambda: regioncam_count(ref, 2.0), args.repeat)
+    (t_ours, part), (t_rc, n_rc) = interleaved(
+        [lambda: maxaffine.partition_slice(tr, box, progress=False),
+         lambda: regioncam_count(ref, 2.0)], args.repeat)
     rows.append(("MLP 2-64-64-64-1, [-2,2]^2", part.n_regions, t_ours, n_rc, t_rc))
 
     # 2. 784-input MLP through three inputs
@@ -76,10 +91,9 @@ def main() -> None:
     U = torch.from_numpy(np.stack([tri.u, tri.v], 1))
     c = torch.from_numpy(centre)
     tr2 = maxaffine.trace(big, xs)
-    t_ours2, part2 = best(lambda: maxaffine.partition_slice(tr2, plane, progress=False),
-                          args.repeat)
-    t_rc2, n_rc2 = best(lambda: regioncam_count(big, size, lambda W, b: (W @ U, W @ c + b)),
-                        args.repeat)
+    (t_ours2, part2), (t_rc2, n_rc2) = interleaved(
+        [lambda: maxaffine.partition_slice(tr2, plane, progress=False),
+         lambda: regioncam_count(big, size, lambda W, b: (W @ U, W @ c + b))], args.repeat)
     rows.append(("MLP 784-64-64-64-10, plane of 3 inputs", part2.n_regions, t_ours2, n_rc2, t_rc2))
 
     # 3. dense sampling on a 1000x1000 grid (case 1)
@@ -102,7 +116,7 @@ def main() -> None:
     imgs = base + 0.05 * torch.randn(3, 1, 28, 28, dtype=torch.float64, generator=gen)
     cslice = maxaffine.Slice.through(imgs[0], imgs[1], imgs[2])
     tr3 = maxaffine.trace(cnn.eval(), imgs)
-    t_cnn, part3 = best(lambda: maxaffine.partition_slice(tr3, cslice, progress=False), 1)
+    t_cnn, part3 = best(lambda: maxaffine.partition_slice(tr3, cslice, progress=False), 2)
 
     print("| case | maxaffine regions | maxaffine s | regions/s | regioncam regions | "
           "regioncam s | time ratio |")
