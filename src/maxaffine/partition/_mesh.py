@@ -9,6 +9,12 @@ computed once per undirected edge from the endpoint with the smaller id, so both
 sharing the edge receive the same vertex and the subdivision stays conforming. All
 operations are vectorized over polygons; the only Python loops are over cutting functions.
 
+Between layers polygons are CSR (:class:`Polys`); while a layer cuts, they live in padded
+rows (:class:`Rows`) so that a line touches only the rows it can cross
+(:meth:`Mesh.split_rows` cuts them in place and appends the second pieces). Vertex values
+of the layer's cutting functions are stored (n, F), one row per vertex, so a new vertex
+interpolates one contiguous row.
+
 Tolerance: a vertex with ``|g| <= tol * max|g|`` (max over all current vertices, per
 function) is taken to lie on the line; it is shared by both pieces instead of creating a
 new vertex at distance ~``tol`` from it. Such events are counted (``n_snapped``).
