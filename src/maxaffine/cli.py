@@ -1,0 +1,246 @@
+"""The ``maxaffine`` command line: ``demo``, ``report``, ``experiment`` and ``layers``.
+
+Every command has ``--help``. Bad input (missing files, wrong shapes, unsupported layers,
+pickled checkpoints) ends with one clear message on stderr and a non-zero exit code, never
+a traceback; ``-v`` shows the traceback for debugging.
+
+Exit codes: 0 success, 1 analysis error (:class:`maxaffine.errors.MaxAffineError`),
+2 bad command line or input file, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import InputError, MaxAffineError
+
+EXIT_OK = 0
+EXIT_ANALYSIS = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_common(p: argparse.ArgumentParser, *, out_default: str | None) -> None:
+    if out_default is not None:
+        p.add_argument("--out", type=Path, default=Path(out_default), metavar="DIR",
+                       help=f"output folder (default: {out_default})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device for training (default: cpu); geometry runs in float64 on CPU")
+    verbosity = p.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true",
+                           help="no progress bars, print only the result's path")
+    verbosity.add_argument("-v", "--verbose", action="store_true",
+                           help="more output; show tracebacks on errors")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maxaffine",
+        description=("Exact max-affine spline (MASO) geometry of deep networks: partitions, "
+                     "decision boundaries, templates and complexity as an HTML report."),
+        epilog="Start with:  maxaffine demo --out maxaffine-demo",
+    )
+    parser.add_argument("--version", action="version", version=f"maxaffine {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo", help="the talk's toy example and a digits CNN as an HTML report",
+        description=("Train the toy network 2 -> 45 -> 3 -> 4 (ReLU, zero initial biases) on a "
+                     "2D 4-class dataset and a small CNN on scikit-learn digits, then write an "
+                     "HTML report of their exact partitions, decision boundaries, templates "
+                     "and complexity. Takes about a minute on 2 CPU cores (--quick: seconds)."))
+    _add_common(demo, out_default="maxaffine-demo")
+    demo.add_argument("--quick", action="store_true",
+                      help="fewer epochs and coarser pictures (for tests; < 20 s)")
+
+    report = sub.add_parser(
+        "report", help="analyse your own model and write an HTML report",
+        description=("Analyse a user's model: exact partitions of 2D slices through chosen data "
+                     "points, the decision boundary, class templates, local complexity and VQ "
+                     "code statistics, written as one self-contained index.html plus JSON/CSV. "
+                     "Weights are loaded with torch.load(weights_only=True): save a state_dict, "
+                     "not a pickled model."),
+        epilog=("example: maxaffine report --model examples/residual_cnn.py:make_model "
+                "--weights model.pt --data digits --points 0,1,2"))
+    report.add_argument("--model", required=True, metavar="MODULE_OR_FILE:FACTORY",
+                        help=("a factory returning the nn.Module: 'path/to/file.py:make_model' "
+                              "or 'package.module:make_model' (called without arguments)"))
+    report.add_argument("--weights", type=Path, metavar="FILE",
+                        help="a state_dict saved with torch.save(model.state_dict(), FILE)")
+    report.add_argument("--data", default=None, metavar="FILE|digits|mnist1d|toy",
+                        help=("a .npz or .pt file holding tensors X (N, *in_shape) and optionally "
+                              "y (N,), or a bundled dataset name (default: guessed from the "
+                              "model's input shape)"))
+    report.add_argument("--points", default=None, metavar="I,J,K",
+                        help="indices of three data points spanning the 2D slice (default: 0,1,2)")
+    report.add_argument("--resolution", type=int, default=None, metavar="N",
+                        help="grid resolution for dense pictures (default: automatic)")
+    _add_common(report, out_default="maxaffine-report")
+
+    exp = sub.add_parser(
+        "experiment", help="run one of the reproducible experiments",
+        description="Run a reproducible experiment, writing its tables and figures to --out.")
+    exp.add_argument("name", nargs="?", help="experiment name (see --list)")
+    exp.add_argument("--list", action="store_true", help="list the experiments and exit")
+    exp.add_argument("--quick", action="store_true", help="small settings (smoke test)")
+    _add_common(exp, out_default=None)
+    exp.add_argument("--out", type=Path, default=None, metavar="DIR",
+                     help="output folder (default: experiments-out/NAME)")
+
+    sub.add_parser("layers", help="list the supported torch layers and how each is handled",
+                   description=("Print every supported op (module, function or method) and how "
+                                "maxaffine reads it: affine, shape, or piecewise (MASO), and the "
+                                "refused ops with the suggested way out."))
+    return parser
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False)
+
+
+def _check_device(name: str) -> str:
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InputError(f"unknown device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return str(device)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    device = _check_device(args.device)
+    t0 = time.perf_counter()
+    path = run_demo(args.out, quick=args.quick, seed=args.seed, device=device,
+                    progress=_progress(args), verbose=args.verbose)
+    _done(args, path, time.perf_counter() - t0)
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_model_report
+
+    device = _check_device(args.device)
+    t0 = time.perf_counter()
+    path = build_model_report(args.model, args.out, weights=args.weights, data=args.data,
+                              points=args.points, seed=args.seed, device=device,
+                              resolution=args.resolution, progress=_progress(args),
+                              verbose=args.verbose)
+    _done(args, path, time.perf_counter() - t0)
+    return EXIT_OK
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from . import experiments
+
+    if args.list or not args.name:
+        table = experiments.available()
+        if not args.list and not args.name:
+            print("maxaffine experiment: give an experiment NAME (or --list); available:",
+                  file=sys.stderr)
+        _print_table(table, ("experiment", "description"),
+                     file=sys.stdout if args.list else sys.stderr)
+        return EXIT_OK if args.list else EXIT_USAGE
+    _check_device(args.device)
+    out = args.out if args.out is not None else Path("experiments-out") / args.name
+    t0 = time.perf_counter()
+    result = experiments.run(args.name, out, quick=args.quick, seed=args.seed,
+                             progress=_progress(args))
+    if args.verbose and result:
+        for key, value in result.items():
+            print(f"  {key}: {value}")
+    _done(args, Path(out), time.perf_counter() - t0)
+    return EXIT_OK
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from .layers import registry
+
+    _print_table(registry.supported_layers(), ("op", "how maxaffine reads it"))
+    refused = registry.refused_layers()
+    if refused:
+        print()
+        print("Refused (not piecewise-affine):")
+        _print_table(refused, ("op", "way out"))
+    return EXIT_OK
+
+
+def _print_table(rows: dict[str, str], header: tuple[str, str], file=None) -> None:
+    file = file or sys.stdout
+    width = max([len(header[0])] + [len(k) for k in rows])
+    print(f"{header[0]:<{width}}  {header[1]}", file=file)
+    print(f"{'-' * width}  {'-' * len(header[1])}", file=file)
+    for key, value in rows.items():
+        print(f"{key:<{width}}  {value}", file=file)
+
+
+def _done(args: argparse.Namespace, path: Path, seconds: float) -> None:
+    path = Path(path)
+    if args.quiet:
+        print(path)
+    else:
+        print(f"Done in {seconds:.1f} s. Report: {path.resolve()}")
+
+
+_COMMANDS = {"demo": _cmd_demo, "report": _cmd_report, "experiment": _cmd_experiment,
+             "layers": _cmd_layers}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (also used by the console script).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 1 on an analysis error, 2 on bad input, 130 when interrupted.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    verbose = getattr(args, "verbose", False)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("maxaffine: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+            PermissionError) as exc:
+        _fail(args.command, exc, verbose)
+        return EXIT_USAGE
+    except MaxAffineError as exc:
+        _fail(args.command, exc, verbose)
+        return EXIT_ANALYSIS
+
+
+def _fail(command: str, exc: BaseException, verbose: bool) -> None:
+    if verbose:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                        PermissionError)) and exc.filename:
+        message = f"{exc.strerror or exc}: {exc.filename}"
+    else:
+        message = str(exc)
+    print(f"maxaffine {command}: error: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
