@@ -79,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                               "model's input shape)"))
     report.add_argument("--points", default=None, metavar="I,J,K",
                         help="indices of three data points spanning the 2D slice (default: 0,1,2)")
-    report.add_argument("--resolution", type=int, default=None, metavar="N",
-                        help="grid resolution for dense pictures (default: automatic)")
+    report.add_argument("--max-regions", type=int, default=50_000, metavar="N",
+                        help=("budget of the exact slice partition; beyond it the subdivision "
+                              "is partial and flagged (default: 50000)"))
     _add_common(report, out_default="maxaffine-report")
 
     exp = sub.add_parser(
@@ -134,7 +135,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     path = build_model_report(args.model, args.out, weights=args.weights, data=args.data,
                               points=args.points, seed=args.seed, device=device,
-                              resolution=args.resolution, progress=_progress(args),
+                              max_regions=args.max_regions, progress=_progress(args),
                               verbose=args.verbose)
     _done(args, path, time.perf_counter() - t0)
     return EXIT_OK

@@ -8,5 +8,7 @@ and writes them atomically.
 from __future__ import annotations
 
 from .html import Figure, Report, Table, figure_bytes
+from .user import Data, build_model_report, load_data, load_factory, load_weights
 
-__all__ = ["Figure", "Report", "Table", "figure_bytes"]
+__all__ = ["Data", "Figure", "Report", "Table", "build_model_report", "figure_bytes",
+           "load_data", "load_factory", "load_weights"]
