@@ -51,8 +51,8 @@ def draw_boundary(ax, segments: np.ndarray, *, color: str = "#111111", lw: float
     return ax
 
 
-def gif_bytes(draw: Callable[[object, int], None], n_frames: int, *, size: float = 3.8,
-              fps: int = 6, dpi: int = 80) -> bytes:
+def gif_bytes(draw: Callable[[object, int], None], n_frames: int, *, size: float = 3.4,
+              fps: int = 6, dpi: int = 64) -> bytes:
     """An animated GIF: ``draw(ax, i)`` draws frame ``i`` on a cleared axes."""
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation, PillowWriter
