@@ -64,11 +64,18 @@ _EXPORTS: dict[str, str] = {
     "BetaVQ": "activations",
     "MaxAffineRegressor": "fit",
     "MaxAffineSpline": "fit",
+    "beta_vq": "activations",
+    "soft_vq_pieces": "activations",
+    "approximate": "legendre",
+    "MaxAffineApproximation": "legendre",
+    "InputConvexMLP": "convex",
+    "is_convex": "convex",
 }
 
 _SUBMODULES = {
     "activations", "convex", "legendre", "regularizers", "experiments", "plot", "layers",
     "errors", "training", "datasets", "fit", "partition", "templates", "complexity",
+    "callbacks", "report", "demo", "testing", "power", "affine",
 }
 
 __all__ = sorted(set(_EXPORTS) | _SUBMODULES)
