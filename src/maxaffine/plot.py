@@ -67,6 +67,24 @@ def _plt():
 
     return plt
 
+def _panel_grid(n: int, nr: int, nc: int, figsize: tuple[float, float], share: bool = False):
+    """A new figure with an nr x nc grid; the first ``n`` axes (flat), the rest hidden."""
+    _, grid = _plt().subplots(nr, nc, figsize=figsize, sharex=share, sharey=share, squeeze=False,
+                              layout="constrained")
+    flat = grid.reshape(-1)
+    for a in flat[n:]:
+        a.set_visible(False)
+    return flat[:n]
+
+
+def _given_axes(axes, n: int, what: str):
+    """The first ``n`` of user-given axes, or a clear error when there are too few."""
+    axes = np.asarray(axes, dtype=object).reshape(-1)
+    if len(axes) < n:
+        raise InputError(f"{n} {what} need {n} axes; got {len(axes)}")
+    return axes[:n]
+
+
 
 def _new_ax(ax, figsize=(5.2, 5.2)):
     if ax is None:
@@ -742,19 +760,9 @@ def plot_subdivision(partition, *, layers: Sequence[int | str] | None = None, ax
     if axes is None:
         nc = ncols or min(n, 4)
         nr = math.ceil(n / nc)
-        plt = _plt()
-        fig, grid = plt.subplots(nr, nc, figsize=(panel_size * nc, panel_size * nr + 0.25),
-                                 sharex=True, sharey=True, squeeze=False,
-                                 layout="constrained")
-        flat = grid.reshape(-1)
-        for a in flat[n:]:
-            a.set_visible(False)
-        axes = flat[:n]
+        axes = _panel_grid(n, nr, nc, (panel_size * nc, panel_size * nr + 0.25), share=True)
     else:
-        axes = np.asarray(axes, dtype=object).reshape(-1)
-        if len(axes) < n:
-            raise InputError(f"{n} panels need {n} axes; got {len(axes)}")
-        axes = axes[:n]
+        axes = _given_axes(axes, n, "panels")
     final = len(partition.layers) - 1
     kwargs.setdefault("linewidth", 0.8)
     for k, (i, ax) in enumerate(zip(idx, axes)):
@@ -1097,18 +1105,9 @@ def plot_templates(templates: Any, *, shape: Sequence[int] | None = None, axes=N
         nc = ncols or min(C, 5 if pics[0].ndim == 2 else 2)
         nr = math.ceil(C / nc)
         w = panel_size if pics[0].ndim == 2 else 2.2 * panel_size
-        fig, grid = _plt().subplots(nr, nc, figsize=(w * nc + (0.8 if colorbar else 0),
-                                                     panel_size * nr + 0.2), squeeze=False,
-                                    layout="constrained")
-        flat = grid.reshape(-1)
-        for a in flat[C:]:
-            a.set_visible(False)
-        axes = flat[:C]
+        axes = _panel_grid(C, nr, nc, (w * nc + (0.8 if colorbar else 0), panel_size * nr + 0.2))
     else:
-        axes = np.asarray(axes, dtype=object).reshape(-1)
-        if len(axes) < C:
-            raise InputError(f"{C} templates need {C} axes; got {len(axes)}")
-        axes = axes[:C]
+        axes = _given_axes(axes, C, "templates")
     m_all = max(float(np.abs(p).max()) for p in pics) or 1.0
     im = None
     for c, (ax, p) in enumerate(zip(axes, pics)):  # one panel per class
