@@ -45,7 +45,7 @@ def _halfplanes(tr, x0, U, V, x):
             if isinstance(rule, MaxPoolRule):
                 table = rule.unit_table(ctx).numpy()
             else:
-                dim = rule._dim_keep(ctx)[0]
+                dim = rule.dim_keepdim(ctx)[0]
                 shape = tuple(ctx.u.shape[1:])
                 table = np.arange(int(np.prod(shape))).reshape(shape)
                 table = np.moveaxis(table, dim - 1, -1).reshape(-1, shape[dim - 1])

@@ -227,10 +227,12 @@ class MaxoutRule(PiecewiseRule):
     description = "maxout x.max(dim) / amax(x, dim); code = argmax (first on ties)"
     _maximum = MaximumRule()
 
-    def _is_maximum(self, ctx) -> bool:
+    def is_maximum(self, ctx) -> bool:
+        """True when the node is the two-tensor elementwise ``torch.max(a, b)``."""
         return len(ctx.args) > 1 and isinstance(ctx.args[1], torch.Tensor)
 
-    def _dim_keep(self, ctx) -> tuple[int, bool]:
+    def dim_keepdim(self, ctx) -> tuple[int, bool]:
+        """The reduced dimension (non-negative, batch included) and ``keepdim``."""
         dim = ctx.args[1] if len(ctx.args) > 1 else ctx.kwargs.get("dim")
         keep = ctx.args[2] if len(ctx.args) > 2 else ctx.kwargs.get("keepdim", False)
         if isinstance(dim, (tuple, list)):
@@ -238,7 +240,7 @@ class MaxoutRule(PiecewiseRule):
         return int(dim) % ctx.u.dim(), bool(keep)
 
     def check(self, ctx, path):
-        if self._is_maximum(ctx):
+        if self.is_maximum(ctx):
             return None
         dim = ctx.args[1] if len(ctx.args) > 1 else ctx.kwargs.get("dim")
         if dim is None or (isinstance(dim, (tuple, list)) and len(dim) != 1):
@@ -250,15 +252,15 @@ class MaxoutRule(PiecewiseRule):
         return None
 
     def code(self, ctx):
-        if self._is_maximum(ctx):
+        if self.is_maximum(ctx):
             return self._maximum.code(ctx)
-        dim, keep = self._dim_keep(ctx)
+        dim, keep = self.dim_keepdim(ctx)
         return ctx.u.argmax(dim, keepdim=keep)
 
     def apply(self, ctx, code, K, bias):
-        if self._is_maximum(ctx):
+        if self.is_maximum(ctx):
             return self._maximum.apply(ctx, code, K, bias)
-        dim, keep = self._dim_keep(ctx)
+        dim, keep = self.dim_keepdim(ctx)
         t = per_copy(ctx.u, K)
         idx = code if keep else code.unsqueeze(dim)
         idx = idx.unsqueeze(1).expand(t.shape[0], K, *idx.shape[1:])
@@ -268,9 +270,9 @@ class MaxoutRule(PiecewiseRule):
         return merge_copies(out)
 
     def pieces(self, ctx, A_pre, b_pre):
-        if self._is_maximum(ctx):
+        if self.is_maximum(ctx):
             return self._maximum.pieces(ctx, A_pre, b_pre)
-        dim, _ = self._dim_keep(ctx)
+        dim, _ = self.dim_keepdim(ctx)
         shape = ctx.u.shape[1:]
         table = torch.arange(math.prod(shape)).reshape(shape).movedim(dim - 1, -1)
         table = table.reshape(-1, shape[dim - 1])

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from ..affine import Codes
 from ..errors import BudgetWarning, InputError
 from ..trace import Trace, trace
-from ._mesh import TOL, Mesh, Polys, Rows
+from ._mesh import TOL, Mesh, Polys, Rows, pack_label
 from ._network import Evaluator, switch_of
 from .partition import Level, Partition
 from .slice import Slice
@@ -87,42 +87,77 @@ def _crossing(Zt: np.ndarray, eps: np.ndarray, rows: Rows) -> np.ndarray:
     return out
 
 
-def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tuple[Polys, bool]:
-    """Cut by every function's zero line, each line only through the regions it crosses.
+#: Most candidate functions tested per row and round in :func:`_cut_sign`.
+_WINDOW = 16
 
-    The regions of the previous layer on which each function changes sign (vertices
-    strictly on both sides; the function is affine there) are found for all functions in
-    one blocked pass. A piece of such a region can only be crossed if the region is, so
-    each cut gathers those pieces, splits them and writes them back in place: cost
-    proportional to the pieces touched, not to the whole subdivision.
+
+def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tuple[Polys, bool]:
+    """Cut by every function's zero line, in rounds that cut all rows at once.
+
+    Each function is affine on every region of the previous layer, so its line crosses a
+    region iff the region has vertices strictly on both sides. One blocked pass lists, for
+    every previous region, the functions crossing it (in increasing order). A row then works
+    through its region's list: in each round every unfinished row tests its next few
+    functions on its own vertices and is cut by the first that crosses it (the ones before
+    it miss the row and all its future pieces), so one vectorized cut per round serves all
+    rows, each with its own line. Rounds ~ the longest chain of cuts, not the number of
+    functions.
+
+    Conformity: an edge is crossed by a function only if both rows sharing it list the
+    function (the candidate test is looser than the cut test), and both rows apply the
+    functions crossing the edge in the same increasing order, so both cut an edge by the
+    same function from the same endpoint values: the two new vertices are bitwise twins,
+    unified after the layer (:meth:`~maxaffine.partition._mesh.Mesh.merge_twins`).
     """
     Zt = mesh.Z[: mesh.n]
     if Zt.shape[1] == 0 or polys.n == 0:
         return polys, False
-    scale = np.abs(Zt).max(0)
-    eps = mesh.tol * scale
+    eps = mesh.tol * np.abs(Zt).max(0)
     rows = Rows(polys)
-    cross = _crossing(Zt, eps, rows)
-    active = np.flatnonzero(cross.any(1))
-    if len(active) == 0:
+    # half the cut tolerance, so that every function a cut will find crossing an edge is
+    # listed for the regions on both sides despite rounding in interpolated vertex values
+    cross = _crossing(Zt, 0.5 * eps, rows)
+    origin_of, flat = np.nonzero(np.ascontiguousarray(cross.T))
+    if len(flat) == 0:
         return polys, False
+    start = np.searchsorted(origin_of, np.arange(rows.R + 1))
+    rows.ptr[: rows.R] = start[:-1]
+    end_of = start[1:]
+    units = pack_label(li, sw.unit)
+    live = np.flatnonzero(end_of > start[:-1])
+    first_new = mesh.n
     stopped = False
-    built = rows.R
-    for i, f in enumerate(active):
-        if rows.R >= 2 * built:
-            # the rows have doubled: rebuild the table for the remaining functions on the
-            # current rows so candidates stay close to the rows actually crossed
-            rest = active[i:]
-            Zt = mesh.Z[: mesh.n]
-            cross = np.zeros_like(cross, shape=(cross.shape[0], rows.R))
-            cross[rest] = _crossing(np.ascontiguousarray(Zt[:, rest]), eps[rest], rows)
-            rows.base[: rows.R] = np.arange(rows.R)
-            built = rows.R
-        cand = np.flatnonzero(cross[f][rows.base[: rows.R]])
-        mesh.split_rows(rows, cand, mesh.Z[:, f], float(eps[f]), li, int(sw.unit[f]))
+    while len(live):
+        p0 = rows.ptr[live]
+        e = end_of[rows.origin[live]]
+        cnt = rows.cnt[live]
+        K = int(cnt.max())
+        w = int(min(_WINDOW, (e - p0).max(), max(1, _BLOCK // (len(live) * K))))
+        J = p0[:, None] + np.arange(w)
+        ok = J < e[:, None]
+        fc = flat[np.minimum(J, len(flat) - 1)]  # (L, w)
+        P = rows.P[live, :K]
+        vals = mesh.Z[P[:, :, None], fc[:, None, :]]  # (L, K, w); Z grows, read it anew
+        valid = (np.arange(K) < cnt[:, None])[:, :, None]
+        lim = eps[fc][:, None, :]
+        pos = (vals > lim) & valid
+        neg = (vals < -lim) & valid
+        hit = pos.any(1) & neg.any(1) & ok
+        has = hit.any(1)
+        j = hit.argmax(1)
+        rows.ptr[live] = np.where(has, p0 + j + 1, p0 + ok.sum(1))
+        sel = np.flatnonzero(has)
+        js = j[sel]
+        cand = live[sel]
+        R0 = rows.R
+        mesh.cut_rows(rows, cand, vals[sel, :, js], pos[sel, :, js], neg[sel, :, js],
+                      units[fc[sel, js]])
         if budget is not None and rows.R > budget:
             stopped = True
             break
+        nxt = np.concatenate([live, np.arange(R0, rows.R)])
+        live = nxt[rows.ptr[nxt] < end_of[rows.origin[nxt]]]
+    mesh.merge_twins(rows, first_new)
     return rows.polys(), stopped
 
 
@@ -278,19 +313,24 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     mesh = Mesh(slice.domain, tol)
     history: list[Level] = []
     parents: list[np.ndarray] = []
+    level_codes: list[torch.Tensor | None] = []
     stopped = False
+    prev: tuple | None = None  # (layer name, Switch, function values at the vertices)
     bar = tqdm(names, desc="partition", disable=not progress, leave=False)
     try:
         for li, name in enumerate(bar):
             sw = switch_of(tr, name, ev.context(name))
-            ins = ev.unit_inputs(mesh.vertices, name)
-            mesh.set_values(np.ascontiguousarray(sw.fn(ins), dtype=np.float64))
+            mesh.set_values(np.ascontiguousarray(sw.fn(_unit_inputs(ev, mesh, prev, name)),
+                                                 dtype=np.float64))
             polys = mesh.polys
             polys.origin = np.arange(polys.n, dtype=np.int64)
             cut = _cut_sign if sw.kind == "sign" else _cut_argmax
             polys, stopped = cut(mesh, polys, sw, li, max_regions)
             mesh.polys = polys
-            mesh.compact()
+            Z = mesh.Z[: mesh.n]
+            level_codes.append(_region_codes(sw, Z, polys))
+            keep = mesh.compact()
+            prev = (name, sw, Z if keep is None else Z[keep])
             p = mesh.polys
             history.append(Level(mesh.vertices.copy(), p.offsets, p.pv.copy(), p.el.copy(),
                                  p.eu.copy()))
@@ -304,7 +344,47 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
         warnings.warn(f"partition_slice stopped at {mesh.polys.n} regions (max_regions="
                       f"{max_regions}) during layer {names[len(history) - 1]!r}; the result is "
                       f"partial (complete=False)", BudgetWarning, stacklevel=2)
-    return _finish(tr, ev, slice, mesh, names, history, parents, not stopped)
+    return _finish(tr, ev, slice, mesh, names, history, parents, level_codes, prev, not stopped)
+
+
+def _unit_inputs(ev: Evaluator, mesh: Mesh, prev: tuple | None, name: str) -> list:
+    """Unit inputs of ``name`` at all vertices: continued from the previous piecewise
+    layer's values when the network allows (cost of one layer, like regioncam's per-layer
+    update), else by a forward pass from the slice coordinates."""
+    if prev is not None and ev.plan(prev[0], name) is not None:
+        value = prev[1].value_of(prev[2])
+        if value is not None:
+            return ev.segment(prev[0], value, name)
+    return ev.unit_inputs(mesh.vertices, name)
+
+
+def _summing(p: Polys, n: int) -> csr_matrix:
+    """Sparse (R, n) matrix summing vertex rows over each polygon (np.add.reduceat along
+    rows is an order of magnitude slower)."""
+    return csr_matrix((np.ones(len(p.pv)), p.pv, p.offsets), shape=(p.n, n))
+
+
+def _region_sums(values: np.ndarray, p: Polys) -> np.ndarray:
+    """Per-polygon sums of ``values`` (n, F) over the polygon's vertices: (R, F)."""
+    return np.asarray(_summing(p, len(values)) @ values)
+
+
+def _region_codes(sw, Z: np.ndarray, p: Polys) -> torch.Tensor | None:
+    """Codes of the layer on each polygon, from the mean of its vertex values (the values
+    are affine on the polygon, so this is their value at the vertex centroid). Chunked over
+    polygons; None when the switch cannot map values to codes."""
+    if sw.kind != "sign":
+        return None
+    S = _summing(p, len(Z))
+    step = max(1, _BLOCK // max(1, Z.shape[1]))
+    out = []
+    for i in range(0, max(p.n, 1), step):
+        j = min(i + step, p.n)
+        code = sw.code_of(np.asarray(S[i:j] @ Z) / p.counts[i:j, None])
+        if code is None:
+            return None
+        out.append(code)
+    return torch.cat(out) if len(out) > 1 else out[0]
 
 
 #: Regions whose vertex spread (square root of the smaller eigenvalue of the vertex
@@ -313,12 +393,12 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
 _WELL_SPREAD = 1e-5
 
 
-def _output_maps(slc, ev, p, V, interior, y_all, codes) -> tuple[np.ndarray, np.ndarray]:
+def _output_maps(slc, ev, p, V, interior, y0, yv, codes) -> tuple[np.ndarray, np.ndarray]:
     r"""Output slope ``G`` (R, C, 2) and offset ``h`` (R, C) of every region.
 
     The output is affine on a region, so its values at the region's vertices ``v_i`` and at
-    the vertex centroid ``c`` satisfy ``f(v_i) - f(c) = G (v_i - c)``; ``G`` solves these in
-    the least-squares sense (exact for affine data):
+    the vertex centroid ``c`` (their mean, ``y0``) satisfy ``f(v_i) - f(c) = G (v_i - c)``;
+    ``G`` solves these in the least-squares sense (exact for affine data):
 
     .. math::
 
@@ -330,16 +410,13 @@ def _output_maps(slc, ev, p, V, interior, y_all, codes) -> tuple[np.ndarray, np.
     forward difference of step ``slc.scale`` with the region's codes held fixed.
     """
     R = p.n
-    y0 = y_all[:R]
-    yv = y_all[R:]
     rep = np.repeat(np.arange(R), p.counts)
     X = V[p.pv] - interior[rep]
     Y = yv[p.pv] - y0[rep]
-    # per-region sums as one sparse (R, M) @ (M, 3 + 2C) product
+    C = Y.shape[1]
     M = len(p.pv)
     S = csr_matrix((np.ones(M), np.arange(M), p.offsets), shape=(R, M))
     sums = S @ np.concatenate([X[:, :1] * X, X[:, 1:] * X[:, 1:], X[:, :1] * Y, X[:, 1:] * Y], 1)
-    C = Y.shape[1]
     sxx, sxy, syy = sums[:, 0], sums[:, 1], sums[:, 2]
     t0, t1 = sums[:, 3:3 + C], sums[:, 3 + C:]
     det = sxx * syy - sxy * sxy
@@ -363,30 +440,41 @@ def _output_maps(slc, ev, p, V, interior, y_all, codes) -> tuple[np.ndarray, np.
     return G, h
 
 
-def _finish(tr, ev, slc, mesh, names, history, parents, complete) -> Partition:
+def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, prev,
+            complete) -> Partition:
     p = mesh.polys
     V = mesh.vertices.copy()
     off = p.offsets
     R = p.n
-    interior = np.add.reduceat(V[p.pv], off[:-1], axis=0) / p.counts[:, None]
+    counts = p.counts[:, None]
+    interior = _region_sums(V, p) / counts
     want_map = complete and names == tuple(tr.piecewise)
     done = names if complete else names[: len(history)]
-    G = h = None
-    if not want_map:
-        y, all_codes = ev.outputs(interior)
-        codes = Codes({k: all_codes[k] for k in done})
-    else:
-        # one pass at the interior points (codes, outputs) and at the vertices (outputs;
-        # the network is continuous, so a vertex's value is that of every region using it)
-        y_all, all_codes = ev.outputs(np.concatenate([interior, V]))
-        codes = Codes({k: all_codes[k][:R].clone() for k in done})
-        G, h = _output_maps(slc, ev, p, V, interior, y_all.numpy(), codes)
     L = len(history)
     anc = np.zeros((R, L), np.int64)
     if L:
         anc[:, L - 1] = np.arange(R)
         for l in range(L - 1, 0, -1):
             anc[:, l - 1] = parents[l][anc[:, l]]
+    if all(c is not None for c in level_codes[:L]):
+        codes = Codes({k: level_codes[l][torch.from_numpy(anc[:, l])]
+                       for l, k in enumerate(done)})
+    else:
+        codes = Codes({k: v for k, v in ev.outputs(interior)[1].items() if k in done})
+    G = h = None
+    if want_map:
+        # outputs at the vertices (continuous: one value per vertex); continued from the last
+        # piecewise layer when the network allows; the centroid's output is their mean
+        yv = None
+        if prev is not None and ev.plan(prev[0], None) is not None:
+            value = prev[1].value_of(prev[2])
+            if value is not None:
+                yv = ev.segment(prev[0], value, None)
+        if yv is None:
+            yv = ev.outputs(V)[0]
+        yv = yv.numpy()
+        y0 = _region_sums(yv, p) / counts
+        G, h = _output_maps(slc, ev, p, V, interior, y0, yv, codes)
     return Partition(slc, done, V, off, p.pv.copy(),
                      p.el.copy(), p.eu.copy(), interior, codes, G, h, complete, mesh.tol,
                      mesh.n_snapped, tuple(history), anc, tr)

@@ -88,8 +88,9 @@ class Rows:
     """Polygons stored as padded rows, so a subset can be cut and written back in place.
 
     Row ``r < R`` holds ``cnt[r]`` vertex ids ``P[r, :cnt[r]]`` with packed edge labels
-    ``LAB`` (:func:`pack_label`), the row's ``origin`` (region of the previous layer) and ``base`` (row it was cut
-    from when the crossing table was last rebuilt). :meth:`take` gathers rows as :class:`Polys`;
+    ``LAB`` (:func:`pack_label`), the row's ``origin`` (region of the previous layer) and
+    ``ptr`` (position in the list of functions still to try on the row, see
+    :func:`~maxaffine.partition._engine._cut_sign`). :meth:`take` gathers rows as :class:`Polys`;
     :meth:`replace` writes the polygons cut from those rows back: the first piece of each
     row over the row itself, further pieces appended. The cost of both is proportional to
     the rows touched, not to the whole subdivision.
@@ -104,9 +105,8 @@ class Rows:
         self.LAB = np.zeros((self.cap, self.K), np.int64)
         self.cnt = np.zeros(self.cap, np.int64)
         self.origin = np.zeros(self.cap, np.int64)
-        self.base = np.zeros(self.cap, np.int64)
+        self.ptr = np.zeros(self.cap, np.int64)
         self._put(np.arange(R), polys)
-        self.base[:R] = np.arange(R)
         self.R = R
 
     def _grow(self, rows: int, width: int) -> None:
@@ -121,7 +121,7 @@ class Rows:
             new = np.zeros((cap, K), old.dtype)
             new[: self.R, : self.K] = old[: self.R]
             setattr(self, name, new)
-        for name in ("cnt", "origin", "base"):
+        for name in ("cnt", "origin", "ptr"):
             old = getattr(self, name)
             new = np.zeros(cap, old.dtype)
             new[: self.R] = old[: self.R]
@@ -208,18 +208,20 @@ class Mesh:
         buf[: self.n] = Z.T
         self.Z = buf
 
-    def compact(self) -> None:
-        """Drop vertices that no polygon uses and renumber."""
+    def compact(self) -> np.ndarray | None:
+        """Drop vertices that no polygon uses and renumber; returns the kept old ids (None
+        when all are kept)."""
         used = np.zeros(self.n, bool)
         used[self.polys.pv] = True
         if used.all():
-            return
+            return None
         new_id = np.cumsum(used) - 1
         keep = np.flatnonzero(used)
         self.V[: len(keep)] = self.V[keep]
         self.n = len(keep)
         self.Z = np.zeros((self.cap, 0))
         self.polys.pv = new_id[self.polys.pv]
+        return keep
 
     @property
     def vertices(self) -> np.ndarray:
@@ -318,75 +320,61 @@ class Mesh:
                      polys.origin[rest], polys.tag[rest])
         return Polys.concat([kept] + pieces)
 
-    def split_rows(self, rows: "Rows", cand: np.ndarray, g: np.ndarray, eps: float,
-                   layer: int, unit: int) -> None:
-        """Cut the rows ``cand`` of ``rows`` crossed by the zero line of ``g`` in place.
+    def cut_rows(self, rows: "Rows", cand: np.ndarray, g: np.ndarray, pos: np.ndarray,
+                 neg: np.ndarray, here: np.ndarray) -> None:
+        """Cut each row ``cand[i]`` of ``rows`` by its own line, in place.
 
-        Same cut as :meth:`split` (vertices within ``eps`` of the line are on it, one new
-        vertex per crossed undirected edge, computed from its smaller vertex id), on padded
-        rows: the piece on the positive side overwrites its row and the negative piece is
-        appended. Both pieces are built in one pass over a stacked (2c, K) array.
+        ``g[i]`` (c, K) holds the values of row i's cutting function at its entries and
+        ``pos``/``neg`` mark entries strictly on either side (beyond the snapping
+        tolerance; False on padding); every row must have both. Vertices on the line are
+        shared by both pieces; each crossed edge gets a new vertex, interpolated from its
+        endpoint with the lexicographically smaller coordinates. The two rows sharing an
+        edge cut it by the same function (see :func:`_cut_sign`), possibly in different
+        rounds: they create twins with bitwise identical coordinates and values, which
+        :meth:`merge_twins` unifies once the layer is done. The positive piece overwrites
+        its row, the negative one is appended with the row's ``origin`` and ``ptr``; edges
+        along the line get the label ``here[i]``.
         """
-        if len(cand) == 0:
-            return
-        cnt = rows.cnt[cand]
-        K = int(cnt.max())
-        P = rows.P[cand, :K]
-        ge = g[P]
-        valid = np.arange(K) < cnt[:, None]
-        pos = ge > eps
-        pos &= valid
-        neg = ge < -eps
-        neg &= valid
-        crossed = pos.any(1)
-        crossed &= neg.any(1)
-        sel = np.flatnonzero(crossed)
-        c = len(sel)
+        c = len(cand)
         if c == 0:
             return
-        if c < len(cand):
-            cand, cnt, P, valid, pos, neg = (cand[sel], cnt[sel], P[sel], valid[sel], pos[sel],
-                                             neg[sel])
-        # next entry around each row (cyclic within cnt); padding entries are never used
-        last = (np.arange(c), cnt - 1)
-        b = np.empty_like(P)
-        b[:, :-1] = P[:, 1:]
-        b[last] = P[:, 0]
-        pb = np.empty_like(pos)
-        pb[:, :-1] = pos[:, 1:]
-        pb[last] = pos[:, 0]
-        nb = np.empty_like(neg)
-        nb[:, :-1] = neg[:, 1:]
-        nb[last] = neg[:, 0]
-        za = valid & ~(pos | neg)
+        cnt = rows.cnt[cand]
+        K = g.shape[1]
+        P = rows.P[cand, :K]
+        # flat index of the next entry around each row (cyclic within cnt)
+        succ = np.arange(1, c * K + 1).reshape(c, K)
+        succ[-1, -1] = 0  # padding reads stay in bounds
+        succ[np.arange(c), cnt - 1] = np.arange(0, c * K, K)
+        b = P.ravel()[succ]
+        pb = pos.ravel()[succ]
+        nb = neg.ravel()[succ]
+        za = ~(pos | neg)
+        za &= np.arange(K) < cnt[:, None]
         self.n_snapped += int(np.count_nonzero(za))
         cross = (pos & nb) | (neg & pb)
-        # new vertices: one per undirected crossed edge (sorted edge keys)
-        ca, cb = P[cross], b[cross]
-        lo = np.minimum(ca, cb)
-        hi = np.maximum(ca, cb)
-        key = lo * np.int64(self.n) + hi
-        order = key.argsort(kind="stable")
-        ks = key[order]
-        first = np.ones(len(ks), bool)
-        np.not_equal(ks[1:], ks[:-1], out=first[1:])
-        ids = np.cumsum(first) - 1
-        inv = np.empty_like(ids)
-        inv[order] = ids
-        ulo, uhi = lo[order[first]], hi[order[first]]
-        gl, gh = g[ulo], g[uhi]
-        lam = gl / (gl - gh)
-        k = len(ulo)
+        at = np.flatnonzero(cross)
+        ca = P.ravel()[at]
+        cb = b.ravel()[at]
+        ga = g.ravel()[at]
+        gb = g.ravel()[succ.ravel()[at]]
+        Va = self.V[ca]
+        Vb = self.V[cb]
+        swap = (Va[:, 0] > Vb[:, 0]) | ((Va[:, 0] == Vb[:, 0]) & (Va[:, 1] > Vb[:, 1]))
+        lo = np.where(swap, cb, ca)
+        hi = np.where(swap, ca, cb)
+        glo = np.where(swap, gb, ga)
+        lam = (glo / (glo - np.where(swap, ga, gb)))[:, None]
+        k = len(at)
         self._reserve(k)
         n0 = self.n
-        Vl = self.V[ulo]
-        self.V[n0:n0 + k] = Vl + lam[:, None] * (self.V[uhi] - Vl)
+        Vl = self.V[lo]
+        self.V[n0:n0 + k] = Vl + lam * (self.V[hi] - Vl)
         if self.Z.shape[1]:
-            Zl = self.Z[ulo]
-            self.Z[n0:n0 + k] = Zl + lam[:, None] * (self.Z[uhi] - Zl)
+            Zl = self.Z[lo]
+            self.Z[n0:n0 + k] = Zl + lam * (self.Z[hi] - Zl)
         self.n = n0 + k
-        nv = n0 + inv
         # both pieces at once: rows [0, c) keep the positive side, [c, 2c) the negative
+        valid = np.arange(K) < cnt[:, None]
         keep = np.concatenate([valid & ~neg, valid & ~pos])
         cut_v = np.concatenate([za & nb, za & pb])
         cut_x = np.concatenate([pos, neg])
@@ -398,25 +386,43 @@ class Mesh:
         s -= n_out
         W = K + 1
         s += (np.arange(2 * c) * W)[:, None]
-        fk = s[keep]
-        fx = (s + keep)[cr2]
-        lab = rows.LAB[cand, :K]
-        lab2 = np.concatenate([lab, lab])
-        here = pack_label(layer, unit)
+        lab2 = np.concatenate([rows.LAB[cand, :K]] * 2)
+        here2 = np.concatenate([here, here])[:, None]
         oP = np.zeros((2 * c, W), np.int64)
         oL = np.empty((2 * c, W), np.int64)
+        fk = s[keep]
         oP.ravel()[fk] = np.concatenate([P, P])[keep]
-        oL.ravel()[fk] = np.where(cut_v[keep], here, lab2[keep])
+        oL.ravel()[fk] = np.where(cut_v, here2, lab2)[keep]
+        fx = (s + keep)[cr2]
+        nv = np.arange(n0, n0 + k)
         oP.ravel()[fx] = np.concatenate([nv, nv])
-        oL.ravel()[fx] = np.where(cut_x[cr2], here, lab2[cr2])
+        oL.ravel()[fx] = np.where(cut_x, here2, lab2)[cr2]
         rows._grow(rows.R + c, W)
         dest = np.concatenate([cand, np.arange(rows.R, rows.R + c)])
         rows.P[dest, :W] = oP
         rows.LAB[dest, :W] = oL
         rows.cnt[dest] = counts
         rows.origin[rows.R:rows.R + c] = rows.origin[cand]
-        rows.base[rows.R:rows.R + c] = rows.base[cand]
+        rows.ptr[rows.R:rows.R + c] = rows.ptr[cand]
         rows.R += c
+
+    def merge_twins(self, rows: "Rows", start: int) -> None:
+        """Unify vertices created since ``start`` with bitwise equal coordinates (the twins
+        :meth:`cut_rows` makes on edges cut from both sides) and renumber ``rows``."""
+        if self.n - start < 2:
+            return
+        V = self.V[start:self.n]
+        order = np.lexsort((V[:, 1], V[:, 0]))
+        Vs = V[order]
+        first = np.ones(len(order), bool)
+        first[1:] = (Vs[1:] != Vs[:-1]).any(1)
+        if first.all():
+            return
+        rep = order[np.flatnonzero(first)[np.cumsum(first) - 1]]
+        remap = np.arange(self.n)
+        remap[start + order] = start + rep
+        R = rows.R
+        rows.P[:R] = remap[rows.P[:R]]
 
     # -- argmax cells ----------------------------------------------------------------
     def merge(self, polys: Polys, group: np.ndarray, n_before: int) -> Polys:
