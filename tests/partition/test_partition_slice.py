@@ -190,6 +190,39 @@ def test_output_slopes_match_autograd_jacobians(family, seed, shrink):
     assert np.abs(part.output(part.interior, np.arange(part.n_regions)) -
                   y.detach().numpy()).max() <= 1e-10 * max(1.0, float(y.detach().abs().max()))
 
+def test_decision_boundary_skips_regions_where_the_top_two_tie_everywhere():
+    # zero biases: on the cone where every first-layer unit is off all logits are 0, so all
+    # classes tie on the whole region; rounding must not draw segments there
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 4)).double()
+    with torch.no_grad():
+        net[0].bias.zero_()
+        net[2].bias.zero_()
+        # units 0 and 1 of layer 1 point into a half-plane, so every unit is off on a cone
+        net[0].weight.copy_(torch.tensor([[1.0, 0.3], [0.8, 1.0], [1.0, -0.5], [0.4, 0.9],
+                                          [1.2, 0.1], [0.7, -0.2]], dtype=torch.float64))
+    slc = maxaffine.Slice.box((-1, 1, -1, 1))
+    part = maxaffine.partition_slice(net, slc, progress=False)
+    off = np.flatnonzero(~maxaffine.Codes(part.codes).flat().numpy().any(1))
+    assert len(off) == 1
+    db = part.decision_boundary()
+    assert np.array_equal(db.tied_regions, off)
+    assert not np.isin(db.regions, off).any()
+    # the logits at the segments really tie, and are the top two
+    y = net(slc.points(db.segments.mean(1))).detach().numpy()
+    srt = np.sort(y, 1)
+    assert len(y) > 0 and np.abs(srt[:, -1] - srt[:, -2]).max() < 1e-9
+    # regression: a level set f = tau that holds on a whole region is reported, not drawn
+    reg = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 1)).double()
+    with torch.no_grad():
+        reg[0].load_state_dict(net[0].state_dict())
+        reg[2].bias.zero_()
+    rpart = maxaffine.partition_slice(reg, slc, progress=False)
+    rdb = rpart.decision_boundary(0.0)
+    assert np.array_equal(rdb.tied_regions, off)
+    assert not np.isin(rdb.regions, off).any()
+
+
 def test_decision_boundary_keeps_only_top_two_ties():
     torch.manual_seed(2)
     net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),

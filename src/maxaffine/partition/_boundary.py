@@ -7,8 +7,17 @@ import numpy as np
 from .partition import DecisionBoundary, next_entry
 
 
+#: Two affine maps count as equal on a region when they differ by at most this fraction of
+#: the output scale (largest |G| times the slice scale plus largest |h|).
+TIE_RTOL = 1e-9
+
+
 def decision_segments(part, tau: float = 0.0) -> DecisionBoundary:
-    """Segments where the top two scores tie (C ≥ 2) or where ``f = tau`` (C = 1)."""
+    """Segments where the top two scores tie (C ≥ 2) or where ``f = tau`` (C = 1).
+
+    A pair of scores with the same map on a region (within :data:`TIE_RTOL`) ties on the
+    whole region: its sign is noise there, so the region contributes no segment for the
+    pair, and is reported in ``tied_regions`` if the pair is the top two."""
     G, h = part.G, part.h
     C = G.shape[1]
     nx = next_entry(part.offsets)
@@ -18,9 +27,21 @@ def decision_segments(part, tau: float = 0.0) -> DecisionBoundary:
     if C == 1:
         ci, cj = np.zeros(1, np.int64), np.zeros(1, np.int64)
         D = F[:, :1] - tau
+        dG, dh = G[:, :1], h[:, :1] - tau
     else:
         ci, cj = np.triu_indices(C, 1)
         D = F[:, ci] - F[:, cj]
+        dG, dh = G[:, ci] - G[:, cj], h[:, ci] - h[:, cj]
+    out_scale = np.abs(G).max() * part.slice.scale + np.abs(h).max() + abs(tau) + 1e-300
+    same = np.abs(dG).sum(-1) * part.slice.scale + np.abs(dh) <= TIE_RTOL * out_scale  # (R, pairs)
+    D = np.where(same[reg], 0.0, D)
+    fi = np.einsum("rcd,rd->rc", G, part.interior) + h
+    if C == 1:
+        tied = np.flatnonzero(same[:, 0])
+    else:
+        top = np.sort(np.argsort(-fi, axis=1, kind="stable")[:, :2], axis=1)
+        pair = top[:, 0] * C - top[:, 0] * (top[:, 0] + 1) // 2 + top[:, 1] - top[:, 0] - 1
+        tied = np.flatnonzero(same[np.arange(len(G)), pair])
     npair = len(ci)
     s = D > 0
     sn = s[nx]
@@ -64,4 +85,4 @@ def decision_segments(part, tau: float = 0.0) -> DecisionBoundary:
     seg = np.stack([A2, B2], 1)[keep]
     classes = np.stack([c, c2], 1)[keep]
     regions = (common // npair)[keep]
-    return DecisionBoundary(seg, classes, regions, 1e-9 * part.slice.scale)
+    return DecisionBoundary(seg, classes, regions, 1e-9 * part.slice.scale, tied)

@@ -380,7 +380,8 @@ def _region_codes(sw, Z: np.ndarray, p: Polys) -> torch.Tensor | None:
     out = []
     for i in range(0, max(p.n, 1), step):
         j = min(i + step, p.n)
-        code = sw.code_of(np.asarray(S[i:j] @ Z) / p.counts[i:j, None])
+        Si = S if i == 0 and j == p.n else S[i:j]  # slicing a csr matrix is not free
+        code = sw.code_of(np.asarray(Si @ Z) / p.counts[i:j, None])
         if code is None:
             return None
         out.append(code)

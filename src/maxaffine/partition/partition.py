@@ -67,12 +67,18 @@ class DecisionBoundary:
         Region containing each segment.
     tolerance : float
         Endpoints closer than this are joined in :attr:`pieces` and :meth:`polylines`.
+    tied_regions : ndarray, shape (T,)
+        Regions on which the two top classes have the same affine map (regression: ``f = τ``
+        on the whole region), e.g. where every unit of a layer is off at a zero-bias
+        initialization: there the tie is the whole region, not a segment, so no segments are
+        drawn inside it.
     """
 
     segments: np.ndarray
     classes: np.ndarray
     regions: np.ndarray
     tolerance: float
+    tied_regions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def length(self) -> float:
@@ -364,7 +370,9 @@ class Partition:
         :math:`\{x : f_c(x) = f_{c'}(x) \ge f_m(x)\ \forall m\}`; in each region a segment of
         the line ``(G_c - G_{c'}) (s,t) + h_c - h_{c'} = 0`` clipped to the polygon and to the
         half-planes where ``c`` beats every other class. Pairs that tie but are not the top
-        two are excluded.
+        two are excluded. A pair whose maps agree on a whole region (relative ``1e-9`` of the
+        output scale) draws nothing there; such regions are listed in
+        ``tied_regions`` when the pair is the top two.
 
         Returns
         -------

@@ -9,34 +9,9 @@ from typing import Callable
 import numpy as np
 
 
-def tied_regions(part, rtol: float = 1e-9) -> np.ndarray:
-    """Regions where the two top classes have identical affine maps (all of the region ties).
-
-    There the set ``f_c = f_c'`` is the whole region, not a segment (e.g. at a zero-bias
-    initialization, in cones where every unit of a layer is off and all logits are 0).
-
-    Returns
-    -------
-    ndarray of bool, shape (R,)
-    """
-    if part.G is None or part.G.shape[1] < 2:
-        return np.zeros(part.n_regions, bool)
-    f = np.einsum("rcd,rd->rc", part.G, part.interior) + part.h
-    top2 = np.argsort(-f, axis=1)[:, :2]
-    r = np.arange(part.n_regions)
-    dG = part.G[r, top2[:, 0]] - part.G[r, top2[:, 1]]
-    dh = part.h[r, top2[:, 0]] - part.h[r, top2[:, 1]]
-    scale = np.abs(part.G).max() * part.slice.scale + np.abs(part.h).max() + 1e-300
-    return (np.abs(dG).sum(1) * part.slice.scale + np.abs(dh)) <= rtol * scale
-
-
 def boundary_segments(part) -> np.ndarray:
-    """Decision-boundary segments (S, 2, 2), without those inside identically tied regions."""
-    db = part.decision_boundary()
-    if len(db.segments) == 0:
-        return db.segments
-    keep = ~tied_regions(part)[db.regions]
-    return db.segments[keep]
+    """Decision-boundary segments (S, 2, 2) (none inside regions where the top two tie)."""
+    return part.decision_boundary().segments
 
 
 def draw_boundary(ax, segments: np.ndarray, *, color: str = "#111111", lw: float = 2.2):
