@@ -286,6 +286,7 @@ def test_upto_levels_refine_each_other():
     assert counts == sorted(counts) and counts[-1] == part.n_regions
     for i in range(len(part.layers)):
         lev = part.upto(i)
+        assert isinstance(lev.codes, maxaffine.Codes)
         assert abs(lev.areas.sum() / slc.area - 1) < 1e-9
         # the ancestor at level i contains each final region's interior point
         anc = part.ancestors[:, i]

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..affine import Codes
 from ..errors import InputError, MaxAffineError
 from .slice import Slice
 
@@ -207,7 +208,7 @@ class Partition:
         clamps: the unit, with ``+n_units`` for its upper bound); ``-1`` on the boundary.
     interior : ndarray, shape (R, 2)
         A strictly interior point of each region (its vertex centroid).
-    codes : dict str -> Tensor
+    codes : Codes
         Full VQ code of each region: ``{layer: Tensor (R, *units)}`` as
         :func:`maxaffine.codes` returns at the interior points.
     G : ndarray, shape (R, C, 2) or None
@@ -357,8 +358,6 @@ class Partition:
     def locate(self, st: Any) -> np.ndarray:
         """Region containing each point (N, 2) of slice coordinates (-1 outside), by code."""
         st = np.asarray(st, float).reshape(-1, 2)
-        from ..affine import Codes
-
         q = Codes({k: v for k, v in self.trace.run(self.slice.points(st)).codes.items()
                    if k in self.layers})
         return _match_codes(Codes({k: self.codes[k] for k in self.layers}), q)
@@ -507,7 +506,7 @@ class Partition:
         rep = np.zeros(R, np.int64)
         rep[anc[::-1]] = np.arange(len(anc))[::-1]
         names = self.layers[: i + 1]
-        codes = {k: self.codes[k][torch.from_numpy(rep)] for k in names}
+        codes = Codes({k: self.codes[k][torch.from_numpy(rep)] for k in names})
         p = lev.vertices[lev.polygon_vertices]
         interior = np.add.reduceat(p, lev.offsets[:-1], axis=0) / np.diff(lev.offsets)[:, None]
         return Partition(self.slice, names, lev.vertices, lev.offsets, lev.polygon_vertices,
@@ -535,8 +534,6 @@ class Partition:
         """
         st = self.slice.sample(n_samples, seed=seed)
         rec = self.trace.run(self.slice.points(st))
-        from ..affine import Codes
-
         mine = Codes({k: self.codes[k] for k in self.layers})
         q = Codes({k: rec.codes[k] for k in self.layers})
         reg = _match_codes(mine, q)
