@@ -112,20 +112,34 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tupl
     Zt = mesh.Z[: mesh.n]
     if Zt.shape[1] == 0 or polys.n == 0:
         return polys, False
+    # values in units of each function's snapping tolerance (the cut is scale invariant):
+    # "on the line" is then |z| <= 1 for every function
     eps = mesh.tol * np.abs(Zt).max(0)
+    unit = np.where(eps > 0, eps, 1.0)
+    Zt /= unit
     rows = Rows(polys)
     # half the cut tolerance, so that every function a cut will find crossing an edge is
     # listed for the regions on both sides despite rounding in interpolated vertex values
-    cross = _crossing(Zt, 0.5 * eps, rows)
+    cross = _crossing(Zt, np.full(len(eps), 0.5), rows)
     origin_of, flat = np.nonzero(np.ascontiguousarray(cross.T))
-    if len(flat) == 0:
-        return polys, False
+    stopped = False
+    if len(flat):
+        stopped = _rounds(mesh, rows, origin_of, flat, pack_label(li, sw.unit), budget)
+    mesh.Z[: mesh.n] *= unit
+    return rows.polys(), stopped
+
+
+def _rounds(mesh: Mesh, rows: Rows, origin_of: np.ndarray, flat: np.ndarray, labels: np.ndarray,
+            budget: int | None) -> bool:
+    """The rounds of :func:`_cut_sign` on values scaled to unit tolerance; True if stopped
+    by the budget."""
     start = np.searchsorted(origin_of, np.arange(rows.R + 1))
     rows.ptr[: rows.R] = start[:-1]
     end_of = start[1:]
-    units = pack_label(li, sw.unit)
     live = np.flatnonzero(end_of > start[:-1])
     first_new = mesh.n
+    last = len(flat) - 1
+    cols = np.arange(max(_WINDOW, rows.K))
     stopped = False
     while len(live):
         p0 = rows.ptr[live]
@@ -133,32 +147,32 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tupl
         cnt = rows.cnt[live]
         K = int(cnt.max())
         w = int(min(_WINDOW, (e - p0).max(), max(1, _BLOCK // (len(live) * K))))
-        J = p0[:, None] + np.arange(w)
+        J = p0[:, None] + cols[:w]
         ok = J < e[:, None]
-        fc = flat[np.minimum(J, len(flat) - 1)]  # (L, w)
+        fc = flat[np.minimum(J, last)]  # (L, w)
+        if K > len(cols):
+            cols = np.arange(K)
+        valid = cols[:K] < cnt[:, None]
         P = rows.P[live, :K]
+        P = np.where(valid, P, P[:, :1])  # padding repeats the first vertex
         vals = mesh.Z[P[:, :, None], fc[:, None, :]]  # (L, K, w); Z grows, read it anew
-        valid = (np.arange(K) < cnt[:, None])[:, :, None]
-        lim = eps[fc][:, None, :]
-        pos = (vals > lim) & valid
-        neg = (vals < -lim) & valid
-        hit = pos.any(1) & neg.any(1) & ok
+        hit = (vals > 1).any(1)
+        hit &= (vals < -1).any(1)
+        hit &= ok
         has = hit.any(1)
         j = hit.argmax(1)
         rows.ptr[live] = np.where(has, p0 + j + 1, p0 + ok.sum(1))
         sel = np.flatnonzero(has)
         js = j[sel]
-        cand = live[sel]
         R0 = rows.R
-        mesh.cut_rows(rows, cand, vals[sel, :, js], pos[sel, :, js], neg[sel, :, js],
-                      units[fc[sel, js]])
+        mesh.cut_rows(rows, live[sel], P[sel], valid[sel], vals[sel, :, js], labels[fc[sel, js]])
         if budget is not None and rows.R > budget:
             stopped = True
             break
         nxt = np.concatenate([live, np.arange(R0, rows.R)])
         live = nxt[rows.ptr[nxt] < end_of[rows.origin[nxt]]]
     mesh.merge_twins(rows, first_new)
-    return rows.polys(), stopped
+    return stopped
 
 
 class _Diff:

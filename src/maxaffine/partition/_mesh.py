@@ -320,13 +320,14 @@ class Mesh:
                      polys.origin[rest], polys.tag[rest])
         return Polys.concat([kept] + pieces)
 
-    def cut_rows(self, rows: "Rows", cand: np.ndarray, g: np.ndarray, pos: np.ndarray,
-                 neg: np.ndarray, here: np.ndarray) -> None:
+    def cut_rows(self, rows: "Rows", cand: np.ndarray, P: np.ndarray, valid: np.ndarray,
+                 g: np.ndarray, here: np.ndarray) -> None:
         """Cut each row ``cand[i]`` of ``rows`` by its own line, in place.
 
-        ``g[i]`` (c, K) holds the values of row i's cutting function at its entries and
-        ``pos``/``neg`` mark entries strictly on either side (beyond the snapping
-        tolerance; False on padding); every row must have both. Vertices on the line are
+        ``P`` (c, K) holds the rows' vertex ids (``valid`` marks the first ``cnt`` entries)
+        and ``g`` the values of each row's cutting function there, in units of its snapping
+        tolerance: entries with ``|g| <= 1`` lie on the line, and every row has entries
+        beyond it on both sides. Vertices on the line are
         shared by both pieces; each crossed edge gets a new vertex, interpolated from its
         endpoint with the lexicographically smaller coordinates. The two rows sharing an
         edge cut it by the same function (see :func:`_cut_sign`), possibly in different
@@ -340,7 +341,8 @@ class Mesh:
             return
         cnt = rows.cnt[cand]
         K = g.shape[1]
-        P = rows.P[cand, :K]
+        pos = (g > 1) & valid
+        neg = (g < -1) & valid
         # flat index of the next entry around each row (cyclic within cnt)
         succ = np.arange(1, c * K + 1).reshape(c, K)
         succ[-1, -1] = 0  # padding reads stay in bounds
@@ -348,8 +350,7 @@ class Mesh:
         b = P.ravel()[succ]
         pb = pos.ravel()[succ]
         nb = neg.ravel()[succ]
-        za = ~(pos | neg)
-        za &= np.arange(K) < cnt[:, None]
+        za = valid & ~(pos | neg)
         self.n_snapped += int(np.count_nonzero(za))
         cross = (pos & nb) | (neg & pb)
         at = np.flatnonzero(cross)
@@ -374,7 +375,6 @@ class Mesh:
             self.Z[n0:n0 + k] = Zl + lam * (self.Z[hi] - Zl)
         self.n = n0 + k
         # both pieces at once: rows [0, c) keep the positive side, [c, 2c) the negative
-        valid = np.arange(K) < cnt[:, None]
         keep = np.concatenate([valid & ~neg, valid & ~pos])
         cut_v = np.concatenate([za & nb, za & pb])
         cut_x = np.concatenate([pos, neg])
