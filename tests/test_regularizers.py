@@ -151,3 +151,91 @@ def test_max_samples_is_unbiased_for_the_batch_mean():
     assert h == pytest.approx(hessian_penalty(net, X, Xa, estimator="exact").item())
     with pytest.raises(InputError, match="max_samples"):
         hessian_penalty(net, X, Xa, max_samples=0)
+
+
+def _conv_net(seed=0, bn=False):
+    torch.manual_seed(seed)
+    layers = [nn.Conv2d(1, 3, 3, padding=1)] + ([nn.BatchNorm2d(3)] if bn else []) + [
+        nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(3, 4, 3, padding=1), nn.LeakyReLU(0.1),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 5)]
+    return nn.Sequential(*layers).double()
+
+
+def _tiled_rows(net, x, cot):
+    """Oracle: x tiled once per cotangent set, one forward and one reverse pass on the tiles."""
+    m, B = cot.shape[:2]
+    xr = x.repeat(m, *([1] * (x.dim() - 1))).requires_grad_(True)
+    (g,) = torch.autograd.grad(net(xr), xr, grad_outputs=cot.reshape(m * B, -1), create_graph=True)
+    return g.reshape(m, B, -1)
+
+
+def _grads(net, value):
+    net.zero_grad()
+    value.backward()
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+                      for p in net.parameters()])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_estimators_equal_the_tiled_computation(seed):
+    """One forward + one reverse pass per probe == tiling the batch once per probe (same signs)."""
+    net = _conv_net(seed)
+    rng = torch.Generator().manual_seed(seed)
+    x = torch.rand(6, 1, 8, 8, generator=rng, dtype=torch.float64)
+    xa = x.roll(1, -1) + 0.05 * torch.rand(x.shape, generator=rng, dtype=torch.float64)
+    m, B, C = 4, 6, 5
+
+    def signs(shape, s):
+        return torch.randint(0, 2, shape, generator=torch.Generator().manual_seed(s)).double() * 2 - 1
+
+    # orthogonality, 2 probes = 4 sign vectors per sample (unbiased variance / 2, over C²)
+    q = _tiled_rows(net, x, signs((m, B, C), 11)).pow(2).sum(2)
+    want = q.var(0, unbiased=True).mean() / 2 / C**2
+    got = orthogonality_penalty(net, x, n_probes=2, generator=torch.Generator().manual_seed(11))
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    torch.testing.assert_close(_grads(net, got), _grads(net, want), rtol=1e-10, atol=1e-14)
+    # Hessian, 2 probes: the same s at x and T(x)
+    s = signs((2, B, C), 12)
+    d = _tiled_rows(net, x, s) - _tiled_rows(net, xa, s)
+    want = torch.sqrt(d.pow(2).sum(2).mean(0) + 1e-4).mean()
+    got = hessian_penalty(net, x, xa, n_probes=2, generator=torch.Generator().manual_seed(12))
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    torch.testing.assert_close(_grads(net, got), _grads(net, want), rtol=1e-10, atol=1e-14)
+
+
+def test_exact_penalties_on_a_conv_net_equal_jacobian_formulas():
+    net = _conv_net(3)
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    xa = x.flip(-1)
+    jac = torch.func.vmap(torch.func.jacrev(lambda v: net(v[None])[0]))  # (B, C, 1, 8, 8)
+    A, Aa = (jac(v).detach().flatten(2).numpy() for v in (x, xa))
+    assert orthogonality_penalty(net, x, estimator="exact").item() == pytest.approx(_orth_formula(A), rel=1e-12)
+    sq = ((A - Aa) ** 2).sum((1, 2))
+    assert hessian_penalty(net, x, xa, estimator="exact").item() == pytest.approx(
+        np.sqrt(sq + 1e-4).mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+@pytest.mark.parametrize("max_samples", [None, 3])
+def test_return_outputs_gives_model_outputs_and_the_same_penalty(bn, max_samples):
+    net = _conv_net(4, bn=bn)  # bn: BatchNorm in training mode (batch statistics)
+    x = torch.rand(7, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    xa = x.roll(1, -2)
+    y = torch.arange(7) % 5
+    calls = {
+        "orth": lambda g, r: orthogonality_penalty(net, x, max_samples=max_samples, generator=g,
+                                                   return_outputs=r),
+        "hess": lambda g, r: hessian_penalty(net, x, xa, max_samples=max_samples, generator=g,
+                                             return_outputs=r),
+    }
+    for fn in calls.values():
+        value, out = fn(torch.Generator().manual_seed(2), True)
+        ref = net(x)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-14)
+        plain = fn(torch.Generator().manual_seed(2), False)
+        assert value.item() == plain.item()
+        # the shared forward trains exactly like a separate one
+        shared = _grads(net, nn.functional.cross_entropy(out, y) + value)
+        separate = _grads(net, nn.functional.cross_entropy(net(x), y)
+                          + fn(torch.Generator().manual_seed(2), False))
+        torch.testing.assert_close(shared, separate, rtol=1e-10, atol=1e-14)

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .errors import InputError
+
 
 class Callback(Protocol):
     """Called after every epoch with the model (in eval mode) and the epoch index.
@@ -48,16 +50,27 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 20,
           lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0.0,
           loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-          penalty: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-          penalty_weight: float = 0.0,
+          penalty: Callable[[nn.Module, torch.Tensor, torch.Tensor],
+                            torch.Tensor | tuple[torch.Tensor, torch.Tensor]] | None = None,
+          penalty_weight: float = 0.0, penalty_every: int = 1,
+          penalty_returns_outputs: bool = False,
           augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
           callbacks: Sequence[Callback] = (), X_test: torch.Tensor | None = None,
           y_test: torch.Tensor | None = None, seed: int = 0, progress: bool = True,
           optimizer: str = "adam") -> History:
     """Train ``model`` with minibatch Adam (or SGD) and log per-epoch numbers.
 
-    The loss is ``loss_fn(model(xb), yb) + penalty_weight * penalty(model, xb, yb)``;
-    ``loss_fn`` defaults to cross-entropy.
+    The loss of step ``t = 0, 1, 2, …`` (counted over the whole run) is
+
+    .. math::
+        L_t = \\ell(f(x_b), y_b) + [t \\bmod k = 0]\\; k \\lambda\\, P(f, x_b, y_b)
+
+    with ``ℓ = loss_fn`` (cross-entropy by default), ``λ = penalty_weight``,
+    ``P = penalty`` and ``k = penalty_every``. With ``k > 1`` this is lazy regularization
+    (Karras et al. 2020): the penalty, usually far costlier than the plain step, is evaluated
+    on every ``k``-th step only, with its weight multiplied by ``k`` so that the expected
+    penalty gradient per step is unchanged (the average over any ``k`` consecutive steps of
+    ``[t mod k = 0]·k`` is 1). ``k = 1`` penalizes every step with weight ``λ``.
 
     Parameters
     ----------
@@ -66,6 +79,17 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
     y : Tensor, shape (N,) or (N, C)
     penalty : callable (model, xb, yb) -> scalar tensor, optional
         A differentiable regularizer, e.g. ``lambda m, xb, yb: orthogonality_penalty(m, xb)``.
+    penalty_weight : float
+        ``λ``; the penalty is not evaluated at all when it is 0.
+    penalty_every : int
+        ``k ≥ 1``: evaluate the penalty on steps ``0, k, 2k, …`` only, with weight ``k·λ``
+        (lazy regularization). The logged loss includes the scaled penalty on those steps.
+    penalty_returns_outputs : bool
+        The penalty returns ``(value, outputs)`` with ``outputs = model(xb)`` from its own
+        forward pass, e.g. ``lambda m, xb, yb: orthogonality_penalty(m, xb,
+        return_outputs=True)``; on penalized steps the loss then uses these outputs instead
+        of a second forward pass (shared forward; on the other steps ``model(xb)`` is run as
+        usual).
     augment : callable (xb, generator) -> xb, optional
         Data augmentation applied to every minibatch.
     callbacks : sequence of callables (model, epoch) -> dict
@@ -77,7 +101,23 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
     History
         Rows with ``epoch``, ``loss``, ``train_acc`` (and ``test_acc`` if test data is given)
         plus whatever the callbacks return.
+
+    Raises
+    ------
+    InputError
+        If ``penalty_every < 1``.
+    ValueError
+        For an unknown optimizer.
+
+    References
+    ----------
+    Karras, Laine, Aittala, Hellsten, Lehtinen & Aila, "Analyzing and Improving the Image
+    Quality of StyleGAN", CVPR 2020 (lazy regularization).
     """
+    if int(penalty_every) != penalty_every or penalty_every < 1:
+        raise InputError(f"penalty_every must be an integer ≥ 1 (1 = penalize every step); "
+                         f"got {penalty_every!r}")
+    penalty_every = int(penalty_every)
     loss_fn = loss_fn or nn.functional.cross_entropy
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -102,6 +142,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
         history.rows.append(row)
 
     log(0, float("nan"))
+    step = 0
     bar = tqdm(range(1, epochs + 1), desc="train", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
@@ -112,9 +153,16 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
             xb, yb = X[idx], y[idx]
             if augment is not None:
                 xb = augment(xb, gen)
-            loss = loss_fn(model(xb), yb)
-            if penalty is not None and penalty_weight != 0.0:
-                loss = loss + penalty_weight * penalty(model, xb, yb)
+            penalized = (penalty is not None and penalty_weight != 0.0
+                         and step % penalty_every == 0)
+            step += 1
+            if penalized and penalty_returns_outputs:
+                value, out = penalty(model, xb, yb)
+                loss = loss_fn(out, yb) + (penalty_every * penalty_weight) * value
+            else:
+                loss = loss_fn(model(xb), yb)
+                if penalized:
+                    loss = loss + (penalty_every * penalty_weight) * penalty(model, xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
