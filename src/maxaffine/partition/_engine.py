@@ -74,16 +74,25 @@ def _blocks(F: int, rows: Rows, per: int = 1):
     return [slice(i, i + step) for i in range(0, F, step)]
 
 
-def _crossing(Zt: np.ndarray, eps: np.ndarray, rows: Rows) -> np.ndarray:
-    """(F, R) bool: function ``f`` has vertices strictly on both sides (beyond ``eps[f]``)
-    of its zero line in row ``r``. Blocked over functions."""
-    F = Zt.shape[1]
-    out = np.empty((F, rows.R), bool)
-    for b in _blocks(F, rows):
-        Zb = Zt if b.start == 0 and b.stop >= F else np.ascontiguousarray(Zt[:, b])
-        mx, mn = _row_extremes(Zb, rows, rows.R)
-        e = eps[b]
-        out[b] = ((mx > e) & (mn < -e)).T
+#: Weight of "below the line" in :func:`_crossing_sums` (vertex counts stay far below it).
+_BELOW = 1 << 20
+
+
+def _crossing_sums(S: csr_matrix, Zt: np.ndarray, thr: float) -> np.ndarray:
+    """(R, F) bool: polygon ``r`` (row of the vertex-summing matrix ``S``) has vertices
+    above ``thr`` and below ``-thr`` for function ``f``. Both counts come from one sparse
+    product (counts below weighted by :data:`_BELOW`, exact in float64); blocked over
+    functions."""
+    n, F = Zt.shape
+    out = np.empty((S.shape[0], F), bool)
+    step = max(1, _BLOCK // max(1, n))
+    for i in range(0, F, step):
+        Zb = Zt[:, i:i + step]
+        sides = (Zb > thr).astype(np.float64)
+        sides += _BELOW * (Zb < -thr)
+        cnt = np.asarray(S @ sides).astype(np.int64)
+        out[:, i:i + step] = cnt >= _BELOW
+        out[:, i:i + step] &= (cnt & (_BELOW - 1)) > 0
     return out
 
 
@@ -91,7 +100,8 @@ def _crossing(Zt: np.ndarray, eps: np.ndarray, rows: Rows) -> np.ndarray:
 _WINDOW = 16
 
 
-def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tuple[Polys, bool]:
+def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
+              S: csr_matrix) -> tuple[Polys, bool]:
     """Cut by every function's zero line, in rounds that cut all rows at once.
 
     Each function is affine on every region of the previous layer, so its line crosses a
@@ -120,8 +130,7 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tupl
     rows = Rows(polys)
     # half the cut tolerance, so that every function a cut will find crossing an edge is
     # listed for the regions on both sides despite rounding in interpolated vertex values
-    cross = _crossing(Zt, np.full(len(eps), 0.5), rows)
-    origin_of, flat = np.nonzero(np.ascontiguousarray(cross.T))
+    origin_of, flat = np.nonzero(_crossing_sums(S, Zt, 0.5))
     stopped = False
     if len(flat):
         stopped = _rounds(mesh, rows, origin_of, flat, pack_label(li, sw.unit), budget)
@@ -141,12 +150,14 @@ def _rounds(mesh: Mesh, rows: Rows, origin_of: np.ndarray, flat: np.ndarray, lab
     last = len(flat) - 1
     cols = np.arange(max(_WINDOW, rows.K))
     stopped = False
+    window = 2  # the first listed function nearly always crosses: widen as rows shrink
     while len(live):
         p0 = rows.ptr[live]
         e = end_of[rows.origin[live]]
         cnt = rows.cnt[live]
         K = int(cnt.max())
-        w = int(min(_WINDOW, (e - p0).max(), max(1, _BLOCK // (len(live) * K))))
+        w = int(min(window, (e - p0).max(), max(1, _BLOCK // (len(live) * K))))
+        window = min(2 * window, _WINDOW)
         J = p0[:, None] + cols[:w]
         ok = J < e[:, None]
         fc = flat[np.minimum(J, last)]  # (L, w)
@@ -186,7 +197,8 @@ class _Diff:
         return Z[v, self.i] - Z[v, self.j]
 
 
-def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None) -> tuple[Polys, bool]:
+def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
+                S: csr_matrix) -> tuple[Polys, bool]:
     """Cut into the argmax cells of every max unit (max-pool window, maxout group).
 
     A region needs cutting for unit ``k`` iff the argmax over the window differs between its
@@ -330,6 +342,7 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     level_codes: list[torch.Tensor | None] = []
     stopped = False
     prev: tuple | None = None  # (layer name, Switch, function values at the vertices)
+    S = _summing(mesh.polys, mesh.n)  # sums vertex rows over the current polygons
     bar = tqdm(names, desc="partition", disable=not progress, leave=False)
     try:
         for li, name in enumerate(bar):
@@ -339,13 +352,15 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
             polys = mesh.polys
             polys.origin = np.arange(polys.n, dtype=np.int64)
             cut = _cut_sign if sw.kind == "sign" else _cut_argmax
-            polys, stopped = cut(mesh, polys, sw, li, max_regions)
+            polys, stopped = cut(mesh, polys, sw, li, max_regions, S)
             mesh.polys = polys
             Z = mesh.Z[: mesh.n]
-            level_codes.append(_region_codes(sw, Z, polys))
             keep = mesh.compact()
-            prev = (name, sw, Z if keep is None else Z[keep])
+            Z = Z if keep is None else Z[keep]
             p = mesh.polys
+            S = _summing(p, mesh.n)
+            level_codes.append(_region_codes(sw, Z, p, S))
+            prev = (name, sw, Z)
             history.append(Level(mesh.vertices.copy(), p.offsets, p.pv.copy(), p.el.copy(),
                                  p.eu.copy()))
             parents.append(p.origin.copy())
@@ -358,7 +373,8 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
         warnings.warn(f"partition_slice stopped at {mesh.polys.n} regions (max_regions="
                       f"{max_regions}) during layer {names[len(history) - 1]!r}; the result is "
                       f"partial (complete=False)", BudgetWarning, stacklevel=2)
-    return _finish(tr, ev, slice, mesh, names, history, parents, level_codes, prev, not stopped)
+    return _finish(tr, ev, slice, mesh, names, history, parents, level_codes, prev, S,
+                   not stopped)
 
 
 def _unit_inputs(ev: Evaluator, mesh: Mesh, prev: tuple | None, name: str) -> list:
@@ -378,18 +394,13 @@ def _summing(p: Polys, n: int) -> csr_matrix:
     return csr_matrix((np.ones(len(p.pv)), p.pv, p.offsets), shape=(p.n, n))
 
 
-def _region_sums(values: np.ndarray, p: Polys) -> np.ndarray:
-    """Per-polygon sums of ``values`` (n, F) over the polygon's vertices: (R, F)."""
-    return np.asarray(_summing(p, len(values)) @ values)
-
-
-def _region_codes(sw, Z: np.ndarray, p: Polys) -> torch.Tensor | None:
+def _region_codes(sw, Z: np.ndarray, p: Polys, S: csr_matrix) -> torch.Tensor | None:
     """Codes of the layer on each polygon, from the mean of its vertex values (the values
-    are affine on the polygon, so this is their value at the vertex centroid). Chunked over
-    polygons; None when the switch cannot map values to codes."""
+    are affine on the polygon, so this is their value at the vertex centroid; ``S`` sums
+    vertex rows over polygons). Chunked over polygons; None when the switch cannot map
+    values to codes."""
     if sw.kind != "sign":
         return None
-    S = _summing(p, len(Z))
     step = max(1, _BLOCK // max(1, Z.shape[1]))
     out = []
     for i in range(0, max(p.n, 1), step):
@@ -425,13 +436,20 @@ def _output_maps(slc, ev, p, V, interior, y0, yv, codes) -> tuple[np.ndarray, np
     forward difference of step ``slc.scale`` with the region's codes held fixed.
     """
     R = p.n
-    rep = np.repeat(np.arange(R), p.counts)
-    X = V[p.pv] - interior[rep]
-    Y = yv[p.pv] - y0[rep]
-    C = Y.shape[1]
+    C = yv.shape[1]
     M = len(p.pv)
-    S = csr_matrix((np.ones(M), np.arange(M), p.offsets), shape=(R, M))
-    sums = S @ np.concatenate([X[:, :1] * X, X[:, 1:] * X[:, 1:], X[:, :1] * Y, X[:, 1:] * Y], 1)
+    rep = np.repeat(np.arange(R), p.counts)
+    X = V[p.pv]
+    X -= interior[rep]
+    Y = yv[p.pv]
+    Y -= y0[rep]
+    # per-entry products, summed over each polygon's entries by one sparse product
+    Q = np.empty((M, 3 + 2 * C))
+    np.multiply(X[:, :1], X, out=Q[:, :2])
+    np.multiply(X[:, 1], X[:, 1], out=Q[:, 2])
+    np.multiply(X[:, :1], Y, out=Q[:, 3:3 + C])
+    np.multiply(X[:, 1:], Y, out=Q[:, 3 + C:])
+    sums = csr_matrix((np.ones(M), np.arange(M), p.offsets), shape=(R, M)) @ Q
     sxx, sxy, syy = sums[:, 0], sums[:, 1], sums[:, 2]
     t0, t1 = sums[:, 3:3 + C], sums[:, 3 + C:]
     det = sxx * syy - sxy * sxy
@@ -451,18 +469,18 @@ def _output_maps(slc, ev, p, V, interior, y0, yv, codes) -> tuple[np.ndarray, np
         y2 = ev.outputs(st, fixed)[0].numpy()
         n = len(thin)
         G[thin] = np.stack([(y2[:n] - y0[thin]) / d, (y2[n:] - y0[thin]) / d], axis=-1)
-    h = y0 - np.einsum("rcd,rd->rc", G, interior)
+    h = y0 - G[:, :, 0] * interior[:, :1] - G[:, :, 1] * interior[:, 1:]
     return G, h
 
 
-def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, prev,
+def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, prev, S,
             complete) -> Partition:
     p = mesh.polys
     V = mesh.vertices.copy()
     off = p.offsets
     R = p.n
     counts = p.counts[:, None]
-    interior = _region_sums(V, p) / counts
+    interior = (S @ V) / counts
     want_map = complete and names == tuple(tr.piecewise)
     done = names if complete else names[: len(history)]
     L = len(history)
@@ -488,7 +506,7 @@ def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, prev,
         if yv is None:
             yv = ev.outputs(V)[0]
         yv = yv.numpy()
-        y0 = _region_sums(yv, p) / counts
+        y0 = (S @ yv) / counts
         G, h = _output_maps(slc, ev, p, V, interior, y0, yv, codes)
     return Partition(slc, done, V, off, p.pv.copy(),
                      p.el.copy(), p.eu.copy(), interior, codes, G, h, complete, mesh.tol,
