@@ -329,7 +329,7 @@ class Mesh:
         tolerance: entries with ``|g| <= 1`` lie on the line, and every row has entries
         beyond it on both sides. Vertices on the line are
         shared by both pieces; each crossed edge gets a new vertex, interpolated from its
-        endpoint with the lexicographically smaller coordinates. The two rows sharing an
+        endpoint on the positive side. The two rows sharing an
         edge cut it by the same function (see :func:`_cut_sign`), possibly in different
         rounds: they create twins with bitwise identical coordinates and values, which
         :meth:`merge_twins` unifies once the layer is done. The positive piece overwrites
@@ -358,13 +358,13 @@ class Mesh:
         cb = b.ravel()[at]
         ga = g.ravel()[at]
         gb = g.ravel()[succ.ravel()[at]]
-        Va = self.V[ca]
-        Vb = self.V[cb]
-        swap = (Va[:, 0] > Vb[:, 0]) | ((Va[:, 0] == Vb[:, 0]) & (Va[:, 1] > Vb[:, 1]))
-        lo = np.where(swap, cb, ca)
-        hi = np.where(swap, ca, cb)
-        glo = np.where(swap, gb, ga)
-        lam = (glo / (glo - np.where(swap, ga, gb)))[:, None]
+        # interpolate from the endpoint on the positive side: the same geometric vertex for
+        # both rows sharing the edge, whichever way round they traverse it
+        up = pos.ravel()[at]
+        lo = np.where(up, ca, cb)
+        hi = np.where(up, cb, ca)
+        glo = np.where(up, ga, gb)
+        lam = (glo / (glo - np.where(up, gb, ga)))[:, None]
         k = len(at)
         self._reserve(k)
         n0 = self.n
