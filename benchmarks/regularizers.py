@@ -1,9 +1,19 @@
 """Cost of one training step with the orthogonality / Hessian penalties, and estimator noise.
 
-Small CNN on digits (1×8×8, two conv+ReLU+max-pool blocks, dense head), batch 64, C = 10.
-Prints the median wall time of one optimisation step (forward, penalty, backward, Adam) and the
-ratio to the plain cross-entropy step; then the relative standard deviation of the random
-estimators (one batch of 64, many draws) against the exact value.
+Small CNN on digits (1×8×8, two conv+ReLU+max-pool blocks, dense head), batch 64, C = 10, one
+thread. Prints the median wall time of one optimisation step (forward, penalty, backward,
+Adam) and its ratio to the plain cross-entropy step, all variants interleaved in one process.
+
+* per call: the penalty on every step, the loss with its own forward pass (as
+  ``cross_entropy(net(x), y) + λ·penalty(net, x)``);
+* shared forward: the loss uses the outputs of the penalty's forward pass
+  (``return_outputs=True``; ``train(..., penalty_returns_outputs=True)``);
+* lazy every k: the penalty on one step in k with weight k·λ (``train(..., penalty_every=k)``),
+  timed as a whole cycle of k steps (one penalized, k − 1 plain) divided by k: the amortized
+  cost per step.
+
+Then the relative standard deviation of the random estimators (one batch of 64, many draws)
+against the exact value.
 
 Run: python benchmarks/regularizers.py
 """
@@ -21,6 +31,11 @@ from maxaffine.experiments._common import augment_images, cnn_digits
 from maxaffine.regularizers import hessian_penalty, orthogonality_penalty
 from maxaffine.training import train
 
+TARGETS = {  # issue #4: amortized cost per step, relative to the plain step
+    "orthogonality random, 2 probes": 1.5,
+    "Hessian random": 2.0,
+}
+
 
 def main(repeats: int = 60) -> None:
     torch.set_num_threads(1)
@@ -33,45 +48,83 @@ def main(repeats: int = 60) -> None:
     gen = torch.Generator().manual_seed(0)
     x_aug = augment_images(x, gen)
     opt = torch.optim.Adam(net.parameters(), lr=1e-5)
+    ce = nn.functional.cross_entropy
+
+    def orth(**kw):
+        return lambda shared: orthogonality_penalty(net, x, generator=gen, return_outputs=shared, **kw)
+
+    def hess(**kw):
+        return lambda shared: hessian_penalty(net, x, x_aug, generator=gen, return_outputs=shared, **kw)
+
+    sh = ", shared forward"
+    # name -> (penalty or None, shared forward, lazy interval k)
     variants = {
-        "plain (cross-entropy)": None,
-        "+ orthogonality exact (C=10 passes)": lambda: orthogonality_penalty(net, x, estimator="exact"),
-        "+ orthogonality random, 1 probe": lambda: orthogonality_penalty(net, x, n_probes=1, generator=gen),
-        "+ orthogonality random, 2 probes": lambda: orthogonality_penalty(net, x, n_probes=2, generator=gen),
-        "+ orthogonality random, 4 probes": lambda: orthogonality_penalty(net, x, n_probes=4, generator=gen),
-        "+ Hessian exact (2C=20 passes)": lambda: hessian_penalty(net, x, x_aug, estimator="exact"),
-        "+ Hessian random, 1 probe": lambda: hessian_penalty(net, x, x_aug, n_probes=1, generator=gen),
-        "+ Hessian random, 2 probes": lambda: hessian_penalty(net, x, x_aug, n_probes=2, generator=gen),
+        "plain (cross-entropy)": (None, False, 1),
+        "+ orthogonality exact (C=10 passes)": (orth(estimator="exact"), False, 1),
+        "+ orthogonality random, 1 probe": (orth(n_probes=1), False, 1),
+        "+ orthogonality random, 2 probes": (orth(n_probes=2), False, 1),
+        "+ orthogonality random, 4 probes": (orth(n_probes=4), False, 1),
+        "+ Hessian exact (2C=20 passes)": (hess(estimator="exact"), False, 1),
+        "+ Hessian random, 1 probe": (hess(n_probes=1), False, 1),
+        "+ Hessian random, 2 probes": (hess(n_probes=2), False, 1),
         # the penalty on a random quarter of the batch is still unbiased for the batch mean
-        "+ orthogonality random, 1 probe, 16 of 64 samples":
-            lambda: orthogonality_penalty(net, x, n_probes=1, max_samples=16, generator=gen),
-        "+ Hessian random, 1 probe, 16 of 64 samples":
-            lambda: hessian_penalty(net, x, x_aug, n_probes=1, max_samples=16, generator=gen),
+        "+ orthogonality random, 1 probe, 16 of 64 samples": (orth(n_probes=1, max_samples=16), False, 1),
+        "+ Hessian random, 1 probe, 16 of 64 samples": (hess(n_probes=1, max_samples=16), False, 1),
+        # the same with the loss on the penalty's forward pass, and lazy (amortized per step)
+        f"+ orthogonality random, 2 probes{sh}": (orth(n_probes=2), True, 1),
+        f"+ orthogonality random, 2 probes{sh}, 16 of 64 samples": (orth(n_probes=2, max_samples=16), True, 1),
+        f"+ orthogonality random, 2 probes{sh}, lazy every 2": (orth(n_probes=2), True, 2),
+        f"+ orthogonality random, 2 probes{sh}, lazy every 4": (orth(n_probes=2), True, 4),
+        f"+ orthogonality random, 2 probes{sh}, lazy every 8": (orth(n_probes=2), True, 8),
+        f"+ orthogonality random, 2 probes{sh}, 16 of 64 samples, lazy every 2":
+            (orth(n_probes=2, max_samples=16), True, 2),
+        f"+ Hessian random, 1 probe{sh}": (hess(n_probes=1), True, 1),
+        f"+ Hessian random, 1 probe{sh}, 16 of 64 samples": (hess(n_probes=1, max_samples=16), True, 1),
+        f"+ Hessian random, 1 probe{sh}, lazy every 2": (hess(n_probes=1), True, 2),
+        f"+ Hessian random, 1 probe{sh}, lazy every 4": (hess(n_probes=1), True, 4),
+        f"+ Hessian random, 2 probes{sh}, lazy every 4": (hess(n_probes=2), True, 4),
     }
 
-    def step(pen) -> None:
-        loss = nn.functional.cross_entropy(net(x), y)
-        if pen is not None:
-            loss = loss + 0.1 * pen()
+    def step(pen, shared: bool, weight: float) -> None:
+        if pen is None:
+            loss = ce(net(x), y)
+        elif shared:
+            value, out = pen(True)
+            loss = ce(out, y) + weight * value
+        else:
+            loss = ce(net(x), y) + weight * pen(False)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    times = {k: [] for k in variants}
-    for k, pen in variants.items():  # warm-up
-        for _ in range(5):
-            step(pen)
+    def cycle(pen, shared: bool, k: int) -> None:
+        """k steps as train(..., penalty_every=k) runs them: one penalized (weight k·λ), k−1 plain."""
+        step(pen, shared, 0.1 * k)
+        for _ in range(k - 1):
+            step(None, False, 0.0)
+
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for pen, shared, k in variants.values():  # warm-up
+        for _ in range(3):
+            cycle(pen, shared, k)
     for _ in range(repeats):  # interleaved so that machine-load drift hits every variant alike
-        for k, pen in variants.items():
+        for name, (pen, shared, k) in variants.items():
             t = time.perf_counter()
-            step(pen)
-            times[k].append(time.perf_counter() - t)
+            cycle(pen, shared, k)
+            times[name].append((time.perf_counter() - t) / k)
     base = statistics.median(times["plain (cross-entropy)"])
-    print(f"one training step, small CNN on digits, batch 64, C = 10 (median of {repeats})")
-    print(f"| step | ms | × plain |\n|---|---|---|")
-    for k, ts in times.items():
-        med = statistics.median(ts)
-        print(f"| {k} | {1e3 * med:.2f} | {med / base:.2f}× |")
+    ratio = {name: statistics.median(ts) / base for name, ts in times.items()}
+    print(f"one training step, small CNN on digits, batch 64, C = 10, one thread "
+          f"(median of {repeats}; lazy rows: a cycle of k steps / k)")
+    print("| step | ms per step | × plain |\n|---|---|---|")
+    for name, ts in times.items():
+        print(f"| {name} | {1e3 * statistics.median(ts):.2f} | {ratio[name]:.2f}× |")
+
+    print("\ntargets (issue #4), amortized cost per step:")
+    for what, target in TARGETS.items():
+        met = [f"{name[2:]} ({r:.2f}×)" for name, r in ratio.items()
+               if name.startswith(f"+ {what}") and r <= target]
+        print(f"- {what} ≤ {target}×: " + ("; ".join(met) if met else "not met by any configuration"))
 
     print("\nestimator noise on one batch of 64 (1000 draws)")
     print("| estimator | exact | mean of draws | rel. std of one draw |\n|---|---|---|---|")

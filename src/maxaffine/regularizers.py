@@ -8,13 +8,17 @@ the number of classes ``C``.
 
 Cost model (one training step, reverse passes per sample, each with a graph for double
 backprop): exact orthogonality ``C``; random orthogonality ``2·n_probes``; exact Hessian
-``2C``; random Hessian ``2·n_probes``. All rows go through one batched forward and one
-batched reverse pass. Measured on a small digits CNN (batch 64, C = 10,
-``benchmarks/regularizers.py``), one training step costs, relative to plain cross-entropy:
-orthogonality exact 8.6×, random 3.3× / 4.3× / 6.7× (1 / 2 / 4 probes); Hessian exact 18.5×,
-random 3.4× (1 probe); with ``max_samples=16`` of 64 the random penalties cost 2.3×. Double
-backpropagation itself (a reverse pass with a graph, then its reverse) is the floor: about
-three plain steps' worth of work on the tiled rows.
+``2C``; random Hessian ``2·n_probes``. The rows go through one forward pass, which the loss can
+share (``return_outputs=True``), and one reverse pass per sign vector through that graph.
+Measured on a small digits CNN (batch 64, C = 10, one thread, ``benchmarks/regularizers.py``),
+one training step costs, relative to plain cross-entropy: orthogonality exact 8.1×, random
+3.4× / 4.6× / 6.9× (1 / 2 / 4 probes), 3.9× for 2 probes with the shared forward; Hessian
+exact 11.9×, random 3.7× (1 probe), 3.0× with the shared forward. Double backpropagation is
+the floor (about three plain steps' worth of convolution work per sign vector), so a cheap
+step comes from evaluating the penalty less often: lazy regularization
+(``train(..., penalty_every=k)``, weight ×k) brings the amortized cost per step to 1.4×
+(random orthogonality, 2 probes, shared forward, k = 8) and 2.0× / 1.5× (random Hessian,
+1 probe, shared forward, k = 2 / 4).
 """
 
 from __future__ import annotations
