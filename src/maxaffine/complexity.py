@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,18 +46,6 @@ class LocalComplexity:
         return float(self.total.double().mean())
 
 
-def _cross_polytope(x: torch.Tensor, radius: float, P: int, gen: torch.Generator) -> torch.Tensor:
-    """Vertices ``x ± r v_p`` with ``v_p`` random orthonormal per sample: (B, 2P, *in_shape)."""
-    B = x.shape[0]
-    D = math.prod(x.shape[1:])
-    g = torch.randn(B, D, P, generator=gen, dtype=torch.float64)
-    q = _orthonormalize(g)  # (B, D, P) orthonormal columns, Haar-distributed
-    v = (radius * q).transpose(1, 2).to(x.dtype)  # (B, P, D)
-    xf = x.reshape(B, 1, D)
-    verts = torch.cat([xf + v, xf - v], 1)  # (B, 2P, D)
-    return verts.reshape(B, 2 * P, *x.shape[1:])
-
-
 def _generator(seed: int | None) -> torch.Generator:
     """A CPU generator seeded by ``seed``, or by a draw from torch's global RNG if None."""
     if seed is None:
@@ -63,23 +53,46 @@ def _generator(seed: int | None) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
-def _orthonormalize(g: torch.Tensor) -> torch.Tensor:
-    """Q of the QR factorisation of ``g`` (B, D, P) with a positive diagonal of R.
+def _rng_streams(seed: int | None) -> list[np.random.Generator]:
+    """Three independent numpy generators: Gaussian block, complement normals, chi-squares.
 
-    CholeskyQR2 (two rounds of ``Q = G R⁻¹`` with ``RᵀR = GᵀG``): batched matmuls and
-    triangular solves, several times faster than Householder QR for P ≪ D and orthonormal to
-    machine precision for the well-conditioned Gaussian matrices drawn here; falls back to
+    Seeded by ``seed`` or, if None, by a draw from torch's global RNG (so ``torch.manual_seed``
+    makes a run reproducible). Each kind of draw has its own stream and is drawn sample after
+    sample, so the draws do not depend on the chunking. (numpy's ziggurat sampler draws
+    float64 normals 2-3 times faster than ``torch.randn``.)
+    """
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    if int(seed) < 0:
+        raise InputError(f"seed must be a non-negative integer; got {seed}")
+    return [np.random.Generator(np.random.SFC64(s))
+            for s in np.random.SeedSequence(int(seed)).spawn(3)]
+
+
+def _inverse_r(S: torch.Tensor) -> torch.Tensor:
+    """``R⁻¹`` of ``S = Q R`` (B, M, P) with orthonormal ``Q`` and a positive diagonal of ``R``.
+
+    Cholesky QR (``RᵀR = SᵀS``) with the P × P inverse formed explicitly, so everything is
+    batched small matrix products. ``Q = S R⁻¹`` is then orthonormal up to about
+    ``ε κ(S)²``: one round suffices for the Gaussian matrices with ``M ≥ 2P`` rows drawn
+    here (``κ ≲ 6``), a second round (CholeskyQR2) is made for ``M < 2P``. Falls back to
     Householder QR when a Cholesky factorisation fails.
     """
-    q = g
-    for _ in range(2):
-        L, info = torch.linalg.cholesky_ex(q.transpose(1, 2) @ q)
+    eye = torch.eye(S.shape[-1], dtype=S.dtype)
+    rounds = 1 if S.shape[-2] >= 2 * S.shape[-1] else 2
+    q, rinv = S, eye
+    for round_ in range(rounds):
+        L, info = torch.linalg.cholesky_ex(q.mT @ q)
         if bool((info != 0).any()):
-            qh, r = torch.linalg.qr(g)
-            return qh * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(1)
-        # q R^{-1} with R = Lᵀ  <=>  solve X Lᵀ = q
-        q = torch.linalg.solve_triangular(L.transpose(1, 2), q, upper=True, left=False)
-    return q
+            _, r = torch.linalg.qr(S)
+            sign = torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))
+            r = r * torch.where(sign == 0, 1.0, sign).unsqueeze(-1)
+            return torch.linalg.solve_triangular(r, eye, upper=True)
+        step = torch.linalg.solve_triangular(L.mT, eye, upper=True)
+        rinv = step if round_ == 0 else rinv @ step
+        if round_ + 1 < rounds:
+            q = q @ step
+    return rinv
 
 
 def _nonconstant(code: torch.Tensor, B: int, V: int) -> torch.Tensor:
@@ -88,19 +101,282 @@ def _nonconstant(code: torch.Tensor, B: int, V: int) -> torch.Tensor:
     return (c != c[:, :1]).any(1).sum(1)
 
 
+def _sign_changes(u: torch.Tensor, B: int, V: int) -> torch.Tensor:
+    """Number of units whose sign ``u > 0`` differs among the V vertices of each sample: (B,).
+
+    Per unit the max and the min over the vertices (no boolean code per vertex): the sign
+    is not constant iff ``max > 0 ≥ min``.
+    """
+    z = u.reshape(B, V, -1)
+    return ((z.amax(1) > 0) & (z.amin(1) <= 0)).sum(1)
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """Random numbers of one chunk of samples.
+
+    ``A`` (B, k, P) is the Gaussian block in the first ``k`` coordinates of the sampling
+    basis; ``C`` the complement's block, (B, D - k, P) Gaussian or (B, P, P) Bartlett factor;
+    ``rinv`` (B, P, P) the inverse R factor of the stacked ``[A; C]``.
+    """
+
+    A: torch.Tensor
+    C: torch.Tensor | None
+    rinv: torch.Tensor
+
+
+class _CrossPolytopeSampler:
+    """The cross-polytopes of :func:`local_complexity`, evaluated through the affine prefix.
+
+    The affine prefix is the part of the graph computed from the input before any piecewise
+    node (it is affine in ``x``); its *frontier* are the prefix values read by the rest of the
+    graph. For a vertex ``x ± r v`` a frontier value is ``f(x) ± r L v`` with ``L`` the linear
+    part of the prefix, so the prefix is evaluated once at the centre and once per direction
+    instead of once per vertex.
+
+    Directions: ``v = G R⁻¹`` with ``G`` (D, P) standard Gaussian and ``G = QR``, i.e. Haar
+    orthonormal. With ``mode="auto"``, when the frontier has ``F < D`` entries and the
+    prefix matrix ``M`` (F, D) is small enough to form, ``G`` is drawn in the orthonormal
+    basis ``[Q_M, Q_⊥]`` with ``Q_M`` (D, F) spanning the row space of ``M`` (``Mᵀ = Q_M
+    R_M``): ``A = Q_Mᵀ G`` (F, P) and ``B = Q_⊥ᵀ G`` (D - F, P) are independent Gaussians,
+    ``M G = R_Mᵀ A`` and ``GᵀG = AᵀA + BᵀB``. Only ``BᵀB ~ Wishart_P(D - F, I)`` is needed,
+    drawn as ``TᵀT`` with Bartlett's factor ``T`` (upper triangular, ``T_ii² ~ χ²(D - F -
+    i + 1)``, ``T_ij ~ N(0, 1)`` for ``i < j``) when ``D - F ≥ P``, as ``B`` itself
+    otherwise. The frontier values at every vertex then have exactly the joint law they
+    have for Haar directions, and the counts depend on the input only through them.
+    """
+
+    #: largest D * (D + F) for which the prefix matrix is formed
+    MATRIX_BUDGET = 2**25
+
+    def __init__(self, tr: Trace, P: int, mode: str):
+        self.tr = tr
+        self.P = P
+        by_fx = {n.fx_node.name: n for n in tr.nodes}
+        prefix: set[str] = set()
+        for n in tr.nodes:
+            name = n.fx_node.name
+            if n.kind == "input":
+                prefix.add(name)
+            elif n.kind == "var" and not n.piecewise:
+                deps = [a.name for a in n.fx_node.all_input_nodes
+                        if by_fx[a.name].kind in ("var", "input")]
+                if all(d in prefix for d in deps):
+                    prefix.add(name)
+        frontier: list[str] = []
+        for n in tr.nodes:
+            if n.fx_node.name in prefix or n.kind not in ("var", "output"):
+                continue
+            for a in n.fx_node.all_input_nodes:
+                if a.name in prefix and a.name not in frontier:
+                    frontier.append(a.name)
+        self.prefix = prefix
+        self.frontier = [f for f in (n.fx_node.name for n in tr.nodes) if f in frontier]
+        self.shapes = {f: tuple(by_fx[f].shape) for f in self.frontier}
+        self.widths = [math.prod(self.shapes[f]) for f in self.frontier]
+        D, F = tr.in_features, sum(self.widths)
+        self.D = D
+        self.reduced = mode == "auto" and F < D and D * (D + F) <= self.MATRIX_BUDGET
+        self.k = D
+        if self.reduced:
+            eye = torch.eye(D, dtype=tr.dtype).reshape(D, *tr.in_shape)
+            with torch.no_grad():
+                MT = self._flat(self.run(eye, linear=True), D)  # (D, F): row i is M e_i
+            Q, R = torch.linalg.qr(MT)
+            sign = torch.sign(torch.diagonal(R))
+            sign = torch.where(sign == 0, 1.0, sign)
+            self.Q_M, self.R_M = Q * sign, R * sign.unsqueeze(1)  # unique: positive diagonal
+            self.k = F
+
+    # ---------------------------------------------------------------------------------
+    def _flat(self, values: dict[str, torch.Tensor], rows: int) -> torch.Tensor:
+        return torch.cat([values[f].reshape(rows, -1) for f in self.frontier], 1)
+
+    def run(self, x: torch.Tensor, *, linear: bool) -> dict[str, torch.Tensor]:
+        """Frontier values of the prefix at ``x`` (N, *in_shape); ``linear``: without constants."""
+        tr = self.tr
+        env: dict[str, Any] = dict(tr._consts)
+        for n in tr.nodes:
+            name = n.fx_node.name
+            if n.kind == "input":
+                env[name] = x
+            elif n.kind == "meta" and all(a.name in env for a in n.fx_node.all_input_nodes):
+                env[name] = tr._ctx(n, env).call()
+            elif n.kind == "var" and name in self.prefix:
+                ctx = tr._ctx(n, env)
+                env[name] = n.rule.apply(ctx, None, 1, False) if linear else n.rule.forward(ctx)
+        return {f: env[f] for f in self.frontier}
+
+    def draw(self, nb: int, rngs: list[np.random.Generator]) -> _Draws:
+        """The random numbers of ``nb`` samples (one direction set per sample)."""
+        P, k, m = self.P, self.k, self.D - self.k
+        A = torch.from_numpy(rngs[0].standard_normal((nb, k, P)))
+        C = None
+        if m >= P:  # Bartlett factor of Wishart_P(m, I)
+            Z = torch.from_numpy(rngs[1].standard_normal((nb, P, P)))
+            chi2 = torch.from_numpy(rngs[2].chisquare(m - np.arange(P), size=(nb, P)))
+            C = torch.triu(Z, 1) + torch.diag_embed(chi2.sqrt())
+        elif m > 0:
+            C = torch.from_numpy(rngs[1].standard_normal((nb, m, P)))
+        S = A if C is None else torch.cat([A, C], 1)
+        return _Draws(A, C, _inverse_r(S))
+
+    def directions(self, d: _Draws) -> torch.Tensor:
+        """The unit directions ``v_p`` in input space: (nb, P, D), orthonormal rows.
+
+        Formed only for checks: the row-space part is ``Q_M A R⁻¹``; the complement part is
+        ``Q_⊥ C R⁻¹`` with ``Q_⊥`` the first columns of a fixed orthonormal basis of the
+        complement (the counts do not depend on it).
+        """
+        v = d.A @ d.rinv
+        if self.reduced:
+            v = self.Q_M @ v
+            if d.C is not None:
+                full, _ = torch.linalg.qr(self.Q_M, mode="complete")
+                perp = full[:, self.k:self.k + d.C.shape[1]]
+                v = v + perp @ (d.C @ d.rinv)
+        return v.mT
+
+    def vertex_values(self, xb: torch.Tensor, d: _Draws, radius: float) -> dict[str, torch.Tensor]:
+        """Frontier values at the 2P vertices ``x ± r v_p`` of each sample: (nb * 2P, *shape)."""
+        nb, P = xb.shape[0], self.P
+        centre = self.run(xb, linear=False)
+        ART = (radius * d.rinv).mT @ d.A.mT  # (nb, P, k): rows r (A R⁻¹)ᵀ
+        if self.reduced:
+            flat = ART.reshape(nb * P, self.k) @ self.R_M  # rows r M v_p
+            cols = torch.split(flat, self.widths, 1)
+            step = {f: c.reshape(nb * P, *self.shapes[f]) for f, c in zip(self.frontier, cols)}
+        else:
+            step = self.run(ART.reshape(nb * P, *self.tr.in_shape), linear=True)
+        out = {}
+        for f in self.frontier:
+            c = centre[f].unsqueeze(1)  # (nb, 1, *shape)
+            s = step[f].reshape(nb, P, *self.shapes[f])
+            v = torch.empty((nb, 2, P) + self.shapes[f], dtype=s.dtype)
+            torch.add(c, s, out=v[:, 0])
+            torch.sub(c, s, out=v[:, 1])
+            out[f] = v.reshape(nb * 2 * P, *self.shapes[f])
+        return out
+
+    def count(self, values: dict[str, torch.Tensor], nb: int, V: int) -> dict[str, torch.Tensor]:
+        """Per piecewise node and for the output, the units not constant over each sample's
+        V vertices, from the frontier values at the vertices: {name: (nb,)}."""
+        tr = self.tr
+        N = nb * V
+        env: dict[str, Any] = dict(tr._consts)
+        counts: dict[str, torch.Tensor] = {}
+        for n in tr.nodes:
+            name = n.fx_node.name
+            if name in values:
+                env[name] = values[name]
+            elif name in self.prefix:  # only its shape can be read downstream (x.size(0))
+                shape = n.shape if n.shape is not None else ()
+                env[name] = torch.empty((N,) + tuple(shape), dtype=tr.dtype, device="meta")
+            elif n.kind == "meta":
+                env[name] = tr._ctx(n, env).call()
+            elif n.kind == "output":
+                counts["output"] = _sign_changes(env[n.fx_node.args[0].name], nb, V)
+            elif n.kind == "var":
+                ctx = tr._ctx(n, env)
+                if n.piecewise:
+                    if isinstance(n.rule, TwoSlopeRule):
+                        counts[n.name] = _sign_changes(ctx.u, nb, V)
+                    else:
+                        counts[n.name] = _nonconstant(n.rule.code(ctx), nb, V)
+                env[name] = n.rule.forward(ctx)
+        return counts
+
+
+def _setup(model: nn.Module | Trace, x: torch.Tensor, radius: float, n_vertices: int,
+           directions: str) -> tuple[Trace, torch.Tensor, _CrossPolytopeSampler]:
+    if not (radius > 0 and math.isfinite(radius)):
+        raise InputError(f"radius must be a positive finite number; got {radius}")
+    if n_vertices <= 0 or n_vertices % 2:
+        raise InputError(f"n_vertices must be a positive even number (2P vertices x ± r v_p); "
+                         f"got {n_vertices}")
+    if directions not in ("auto", "input"):
+        raise InputError(f"directions must be 'auto' or 'input'; got {directions!r}")
+    tr = _as_trace(model, x)
+    x = tr.prepare(x)
+    P = n_vertices // 2
+    D = tr.in_features
+    if P > D:
+        raise InputError(f"n_vertices / 2 = {P} orthonormal directions do not fit in the input "
+                         f"dimension D = {D}; use n_vertices ≤ {2 * D}")
+    return tr, x, _CrossPolytopeSampler(tr, P, directions)
+
+
+def _default_lc_chunk(n_vertices: int) -> int:
+    return max(1, 2**11 // n_vertices)  # ~2k rows per pass: fits in cache, measured best
+
+
+def cross_polytope_directions(model: nn.Module | Trace, x: torch.Tensor, *, radius: float,
+                              n_vertices: int, seed: int | None = None,
+                              chunk_size: int | None = None,
+                              directions: str = "auto") -> torch.Tensor:
+    """The directions ``r v_p`` that :func:`local_complexity` uses with the same arguments.
+
+    .. math::
+        V(x_n) = \\{x_n + r v_{n,p}\\}_{p=1}^{P} \\cup \\{x_n - r v_{n,p}\\}_{p=1}^{P},\\qquad
+        v_{n,p}^\\top v_{n,q} = \\delta_{pq}
+
+    :func:`local_complexity` never forms them (it works with their images under the
+    network's affine prefix); they are returned for checks and pictures. With
+    ``directions="auto"`` the part of ``v`` orthogonal to the prefix's row space lies in a
+    fixed P-dimensional subspace (chosen so that the vertices realise the same random
+    numbers); the counts do not depend on that part.
+
+    Parameters
+    ----------
+    model, x, radius, n_vertices, seed, chunk_size, directions
+        As in :func:`local_complexity`; ``x`` has shape (B, *in_shape).
+
+    Returns
+    -------
+    Tensor, shape (B, P, *in_shape)
+        ``r v_{n,p}``; the vertices are ``x[:, None] ± r v``.
+
+    Raises
+    ------
+    InputError
+        As :func:`local_complexity`.
+    """
+    tr, x, sampler = _setup(model, x, radius, n_vertices, directions)
+    rngs = _rng_streams(seed)
+    size = chunk_size or _default_lc_chunk(n_vertices)
+    with torch.no_grad():
+        parts = [radius * sampler.directions(sampler.draw(x[sl].shape[0], rngs))
+                 for sl in _chunks(x.shape[0], size)]
+    P = n_vertices // 2
+    out = torch.cat(parts) if parts else torch.zeros((0, P, tr.in_features), dtype=tr.dtype)
+    return out.reshape(x.shape[0], P, *tr.in_shape)
+
+
 def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float,
                      n_vertices: int, per_layer: bool = False, seed: int | None = None,
-                     chunk_size: int | None = None) -> LocalComplexity:
+                     chunk_size: int | None = None, directions: str = "auto") -> LocalComplexity:
     """Local complexity: neurons whose pre-activation sign is not constant on a cross-polytope.
 
     .. math::
-        V(x) = \\{x \\pm r\\, v_p\\}_{p=1}^{P},\\ v_p \\text{ random orthonormal};\\qquad
+        V(x) = \\{x \\pm r\\, v_p\\}_{p=1}^{P},\\quad v_p^\\top v_q = \\delta_{pq}
+        \\text{ (Haar-random, fresh per sample)};\\qquad
         \\mathrm{LC}(x) = \\#\\{\\text{neurons } k : \\operatorname{sign} z_k
         \\text{ is not constant on } V(x)\\}
 
     Every neuron of every layer counts, the output layer (logits) included. For ReLU-like
     units the sign of the pre-activation is the VQ code; for max-pooling, maxout and clamps
     the generalisation used is "the VQ code (argmax / regime) is not constant".
+
+    How it is computed: the affine prefix ``f`` of the network (everything before the first
+    piecewise node, e.g. the first ``nn.Linear``) is evaluated as ``f(x ± r v_p) = f(x) ± r
+    L v_p`` (``L`` its linear part): once at the centre and once per direction. When
+    ``f`` has fewer outputs ``F`` than inputs ``D`` (an MLP's first layer), the directions
+    are drawn in the row space of ``L`` plus a P × P Bartlett factor for the rest, which
+    costs ``F P`` instead of ``D P`` normals and gives the frontier values at the vertices,
+    hence the counts, exactly the law they have for Haar directions (see
+    :func:`cross_polytope_directions` for the implied directions). The rest of the network
+    runs batched over samples and vertices; signs are tested by the max and min over the
+    vertices.
 
     Parameters
     ----------
@@ -113,10 +389,17 @@ def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float
     per_layer : bool
         Also return the count of every layer.
     seed : int, optional
-        Seed for the random directions (a fresh draw per sample; the draws are made chunk
-        by chunk from one generator, so they depend on ``chunk_size``).
+        Non-negative seed of the directions (fresh directions for every sample). The draws
+        do not depend on ``chunk_size``. With ``directions="auto"`` and a reduced prefix
+        the random numbers are coordinates in the prefix's row-space basis, so the same seed
+        on a different network gives different (equally distributed) directions.
     chunk_size : int, optional
         Samples per forward pass (each pass evaluates ``chunk_size * n_vertices`` points).
+    directions : {"auto", "input"}
+        ``"auto"``: draw in the prefix's row space when that is cheaper (above).
+        ``"input"``: always draw the full (D, P) Gaussian matrix in input space, so one
+        seed gives the same directions for every network with this input shape (common
+        random numbers across training epochs). Both give the same law of the counts.
 
     Returns
     -------
@@ -126,7 +409,8 @@ def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float
     Raises
     ------
     InputError
-        If ``radius ≤ 0``, ``n_vertices`` is odd or not positive, or ``n_vertices / 2 > D``.
+        If ``radius ≤ 0``, ``n_vertices`` is odd or not positive, ``n_vertices / 2 > D``,
+        ``seed < 0`` or ``directions`` is unknown.
 
     Examples
     --------
@@ -139,38 +423,22 @@ def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float
     References
     ----------
     Humayun, Balestriero & Baraniuk, "Deep Networks Always Grok and Here is Why", ICML 2024.
+    Bartlett, "On the theory of statistical regression", Proc. R. Soc. Edinburgh 53, 1933
+    (the triangular factor of a Wishart matrix).
     """
-    if not (radius > 0 and math.isfinite(radius)):
-        raise InputError(f"radius must be a positive finite number; got {radius}")
-    if n_vertices <= 0 or n_vertices % 2:
-        raise InputError(f"n_vertices must be a positive even number (2P vertices x ± r v_p); "
-                         f"got {n_vertices}")
-    tr = _as_trace(model, x)
-    x = tr.prepare(x)
-    P = n_vertices // 2
-    D = tr.in_features
-    if P > D:
-        raise InputError(f"n_vertices / 2 = {P} orthonormal directions do not fit in the input "
-                         f"dimension D = {D}; use n_vertices ≤ {2 * D}")
-    gen = _generator(seed)
+    tr, x, sampler = _setup(model, x, radius, n_vertices, directions)
+    rngs = _rng_streams(seed)
     B = x.shape[0]
-    size = chunk_size or max(1, 2**12 // n_vertices)  # ~4k rows: cache-friendly, measured best
+    size = chunk_size or _default_lc_chunk(n_vertices)
     names = list(tr.piecewise) + ["output"]
     counts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     with torch.no_grad():
         for sl in _chunks(B, size):
             xb = x[sl]
             nb = xb.shape[0]
-            verts = _cross_polytope(xb, float(radius), P, gen).reshape(nb * n_vertices, *tr.in_shape)
-            rec = tr.run(verts, prepared=True)
-            for name in tr.piecewise:
-                rule = tr.node(name).rule
-                if isinstance(rule, TwoSlopeRule):
-                    code = tr.unit_inputs(rec, name)[0] > 0
-                else:
-                    code = rec.codes[name]
-                counts[name].append(_nonconstant(code, nb, n_vertices))
-            counts["output"].append(_nonconstant(rec.output > 0, nb, n_vertices))
+            values = sampler.vertex_values(xb, sampler.draw(nb, rngs), float(radius))
+            for name, c in sampler.count(values, nb, n_vertices).items():
+                counts[name].append(c)
     layers = {n: torch.cat(c) if c else torch.zeros(0, dtype=torch.long) for n, c in counts.items()}
     total = torch.stack(list(layers.values())).sum(0)
     return LocalComplexity(total, layers if per_layer else None, float(radius), int(n_vertices))
@@ -269,4 +537,5 @@ def hessian_complexity(model: nn.Module | Trace, x: torch.Tensor, *,
     return HessianComplexity(float(per.mean()) if B else 0.0, per, estimator)
 
 
-__all__ = ["HessianComplexity", "LocalComplexity", "hessian_complexity", "local_complexity"]
+__all__ = ["HessianComplexity", "LocalComplexity", "cross_polytope_directions", "hessian_complexity",
+           "local_complexity"]
