@@ -51,38 +51,41 @@ def main(repeats: int = 60) -> None:
     ce = nn.functional.cross_entropy
 
     def orth(**kw):
-        return lambda shared: orthogonality_penalty(net, x, generator=gen, return_outputs=shared, **kw)
+        return lambda shared: orthogonality_penalty(net, x, generator=gen, return_outputs=shared,
+                                                    **kw)
 
     def hess(**kw):
-        return lambda shared: hessian_penalty(net, x, x_aug, generator=gen, return_outputs=shared, **kw)
+        return lambda shared: hessian_penalty(net, x, x_aug, generator=gen, return_outputs=shared,
+                                              **kw)
 
+    o2, h1, q = "+ orthogonality random, 2 probes", "+ Hessian random, 1 probe", "16 of 64 samples"
     sh = ", shared forward"
     # name -> (penalty or None, shared forward, lazy interval k)
     variants = {
         "plain (cross-entropy)": (None, False, 1),
         "+ orthogonality exact (C=10 passes)": (orth(estimator="exact"), False, 1),
         "+ orthogonality random, 1 probe": (orth(n_probes=1), False, 1),
-        "+ orthogonality random, 2 probes": (orth(n_probes=2), False, 1),
+        o2: (orth(n_probes=2), False, 1),
         "+ orthogonality random, 4 probes": (orth(n_probes=4), False, 1),
         "+ Hessian exact (2C=20 passes)": (hess(estimator="exact"), False, 1),
-        "+ Hessian random, 1 probe": (hess(n_probes=1), False, 1),
+        h1: (hess(n_probes=1), False, 1),
         "+ Hessian random, 2 probes": (hess(n_probes=2), False, 1),
         # the penalty on a random quarter of the batch is still unbiased for the batch mean
-        "+ orthogonality random, 1 probe, 16 of 64 samples": (orth(n_probes=1, max_samples=16), False, 1),
-        "+ Hessian random, 1 probe, 16 of 64 samples": (hess(n_probes=1, max_samples=16), False, 1),
+        f"+ orthogonality random, 1 probe, {q}": (orth(n_probes=1, max_samples=16), False, 1),
+        f"{h1}, {q}": (hess(n_probes=1, max_samples=16), False, 1),
         # the same with the loss on the penalty's forward pass, and lazy (amortized per step)
-        f"+ orthogonality random, 2 probes{sh}": (orth(n_probes=2), True, 1),
-        f"+ orthogonality random, 2 probes{sh}, 16 of 64 samples": (orth(n_probes=2, max_samples=16), True, 1),
-        f"+ orthogonality random, 2 probes{sh}, lazy every 2": (orth(n_probes=2), True, 2),
-        f"+ orthogonality random, 2 probes{sh}, lazy every 4": (orth(n_probes=2), True, 4),
-        f"+ orthogonality random, 2 probes{sh}, lazy every 8": (orth(n_probes=2), True, 8),
-        f"+ orthogonality random, 2 probes{sh}, 16 of 64 samples, lazy every 2":
-            (orth(n_probes=2, max_samples=16), True, 2),
-        f"+ Hessian random, 1 probe{sh}": (hess(n_probes=1), True, 1),
-        f"+ Hessian random, 1 probe{sh}, 16 of 64 samples": (hess(n_probes=1, max_samples=16), True, 1),
-        f"+ Hessian random, 1 probe{sh}, lazy every 2": (hess(n_probes=1), True, 2),
-        f"+ Hessian random, 1 probe{sh}, lazy every 4": (hess(n_probes=1), True, 4),
-        f"+ Hessian random, 2 probes{sh}, lazy every 4": (hess(n_probes=2), True, 4),
+        f"{o2}{sh}": (orth(n_probes=2), True, 1),
+        f"{o2}{sh}, {q}": (orth(n_probes=2, max_samples=16), True, 1),
+        f"{o2}{sh}, lazy every 2": (orth(n_probes=2), True, 2),
+        f"{o2}{sh}, lazy every 4": (orth(n_probes=2), True, 4),
+        f"{o2}{sh}, lazy every 8": (orth(n_probes=2), True, 8),
+        f"{o2}{sh}, {q}, lazy every 2": (orth(n_probes=2, max_samples=16), True, 2),
+        f"{o2}{sh}, {q}, lazy every 4": (orth(n_probes=2, max_samples=16), True, 4),
+        f"{h1}{sh}": (hess(n_probes=1), True, 1),
+        f"{h1}{sh}, {q}": (hess(n_probes=1, max_samples=16), True, 1),
+        f"{h1}{sh}, lazy every 2": (hess(n_probes=1), True, 2),
+        f"{h1}{sh}, lazy every 4": (hess(n_probes=1), True, 4),
+        "+ Hessian random, 2 probes, shared forward, lazy every 4": (hess(n_probes=2), True, 4),
     }
 
     def step(pen, shared: bool, weight: float) -> None:
@@ -98,7 +101,7 @@ def main(repeats: int = 60) -> None:
         opt.step()
 
     def cycle(pen, shared: bool, k: int) -> None:
-        """k steps as train(..., penalty_every=k) runs them: one penalized (weight k·λ), k−1 plain."""
+        """k steps as in train(penalty_every=k): one penalized (weight k·λ), k−1 plain."""
         step(pen, shared, 0.1 * k)
         for _ in range(k - 1):
             step(None, False, 0.0)
@@ -124,7 +127,8 @@ def main(repeats: int = 60) -> None:
     for what, target in TARGETS.items():
         met = [f"{name[2:]} ({r:.2f}×)" for name, r in ratio.items()
                if name.startswith(f"+ {what}") and r <= target]
-        print(f"- {what} ≤ {target}×: " + ("; ".join(met) if met else "not met by any configuration"))
+        print(f"- {what} ≤ {target}×: "
+              + ("; ".join(met) if met else "not met by any configuration"))
 
     print("\nestimator noise on one batch of 64 (1000 draws)")
     print("| estimator | exact | mean of draws | rel. std of one draw |\n|---|---|---|---|")
@@ -132,7 +136,8 @@ def main(repeats: int = 60) -> None:
     for m in (1, 2, 4):
         d = torch.tensor([orthogonality_penalty(net, x, n_probes=m, generator=gen).item()
                           for _ in range(1000)])
-        print(f"| orthogonality random, {m} probe(s) | {ex:.4g} | {d.mean():.4g} | {d.std() / ex:.3f} |")
+        print(f"| orthogonality random, {m} probe(s) | {ex:.4g} | {d.mean():.4g} "
+              f"| {d.std() / ex:.3f} |")
     ex = hessian_penalty(net, x, x_aug, estimator="exact").item()
     for m in (1, 2):
         d = torch.tensor([hessian_penalty(net, x, x_aug, n_probes=m, generator=gen).item()

@@ -176,29 +176,39 @@ def _grads(net, value):
                       for p in net.parameters()])
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_random_estimators_equal_the_tiled_computation(seed):
+def _value(r):
+    return r[0] if isinstance(r, tuple) else r
+
+
+# B = 6: small tiled batches (the library tiles too unless the outputs are shared);
+# B = 70: more rows than the library tiles (one reverse pass per probe in every case)
+@pytest.mark.parametrize("seed,B", [(0, 6), (1, 6), (2, 70)])
+@pytest.mark.parametrize("shared", [False, True])
+def test_random_estimators_equal_the_tiled_computation(seed, B, shared):
     """One forward + one reverse pass per probe == tiling the batch once per probe (same signs)."""
     net = _conv_net(seed)
     rng = torch.Generator().manual_seed(seed)
-    x = torch.rand(6, 1, 8, 8, generator=rng, dtype=torch.float64)
+    x = torch.rand(B, 1, 8, 8, generator=rng, dtype=torch.float64)
     xa = x.roll(1, -1) + 0.05 * torch.rand(x.shape, generator=rng, dtype=torch.float64)
-    m, B, C = 4, 6, 5
+    m, C = 4, 5
 
     def signs(shape, s):
-        return torch.randint(0, 2, shape, generator=torch.Generator().manual_seed(s)).double() * 2 - 1
+        g = torch.Generator().manual_seed(s)
+        return torch.randint(0, 2, shape, generator=g).double() * 2 - 1
 
     # orthogonality, 2 probes = 4 sign vectors per sample (unbiased variance / 2, over C²)
     q = _tiled_rows(net, x, signs((m, B, C), 11)).pow(2).sum(2)
     want = q.var(0, unbiased=True).mean() / 2 / C**2
-    got = orthogonality_penalty(net, x, n_probes=2, generator=torch.Generator().manual_seed(11))
+    got = _value(orthogonality_penalty(net, x, n_probes=2, return_outputs=shared,
+                                       generator=torch.Generator().manual_seed(11)))
     assert got.item() == pytest.approx(want.item(), rel=1e-12)
     torch.testing.assert_close(_grads(net, got), _grads(net, want), rtol=1e-10, atol=1e-14)
     # Hessian, 2 probes: the same s at x and T(x)
     s = signs((2, B, C), 12)
     d = _tiled_rows(net, x, s) - _tiled_rows(net, xa, s)
     want = torch.sqrt(d.pow(2).sum(2).mean(0) + 1e-4).mean()
-    got = hessian_penalty(net, x, xa, n_probes=2, generator=torch.Generator().manual_seed(12))
+    got = _value(hessian_penalty(net, x, xa, n_probes=2, return_outputs=shared,
+                                 generator=torch.Generator().manual_seed(12)))
     assert got.item() == pytest.approx(want.item(), rel=1e-12)
     torch.testing.assert_close(_grads(net, got), _grads(net, want), rtol=1e-10, atol=1e-14)
 
@@ -209,7 +219,8 @@ def test_exact_penalties_on_a_conv_net_equal_jacobian_formulas():
     xa = x.flip(-1)
     jac = torch.func.vmap(torch.func.jacrev(lambda v: net(v[None])[0]))  # (B, C, 1, 8, 8)
     A, Aa = (jac(v).detach().flatten(2).numpy() for v in (x, xa))
-    assert orthogonality_penalty(net, x, estimator="exact").item() == pytest.approx(_orth_formula(A), rel=1e-12)
+    p = orthogonality_penalty(net, x, estimator="exact")
+    assert p.item() == pytest.approx(_orth_formula(A), rel=1e-12)
     sq = ((A - Aa) ** 2).sum((1, 2))
     assert hessian_penalty(net, x, xa, estimator="exact").item() == pytest.approx(
         np.sqrt(sq + 1e-4).mean(), rel=1e-12)
@@ -233,7 +244,7 @@ def test_return_outputs_gives_model_outputs_and_the_same_penalty(bn, max_samples
         ref = net(x)
         torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-14)
         plain = fn(torch.Generator().manual_seed(2), False)
-        assert value.item() == plain.item()
+        assert value.item() == pytest.approx(plain.item(), rel=1e-12)  # tiled vs shared layout
         # the shared forward trains exactly like a separate one
         shared = _grads(net, nn.functional.cross_entropy(out, y) + value)
         separate = _grads(net, nn.functional.cross_entropy(net(x), y)

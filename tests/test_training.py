@@ -11,12 +11,14 @@ from maxaffine.training import train
 
 def _data(n=40, d=5, c=3, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, d, generator=g, dtype=torch.float64), torch.randint(0, c, (n,), generator=g)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    return X, torch.randint(0, c, (n,), generator=g)
 
 
 def _mlp(seed=0, d=5, c=3, dropout=0.0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, c)).double()
+    net = nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, c))
+    return net.double()
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -111,7 +113,8 @@ def test_shared_forward_trains_like_a_separate_forward(k):
         pen_gen = torch.Generator().manual_seed(5)
 
         def pen(m, xb, yb, shared=shared):
-            return orthogonality_penalty(m, xb, n_probes=2, generator=pen_gen, return_outputs=shared)
+            return orthogonality_penalty(m, xb, n_probes=2, generator=pen_gen,
+                                         return_outputs=shared)
 
         train(net, X, y, epochs=2, lr=1e-2, batch_size=8, penalty=pen, penalty_weight=2.0,
               penalty_every=k, penalty_returns_outputs=shared, progress=False)
