@@ -30,7 +30,7 @@ def test_callbacks_log_every_epoch_and_match_direct_calls():
     assert len(hist.column("lc")) == 4 and len(hist.column("hessian")) == 4
     assert {"lc/1", "lc/output", "template_cos", "cos_true", "cos_other"} <= set(hist.rows[-1])
     # the last row equals a direct evaluation of the trained model
-    lc = local_complexity(net, X[:8], radius=0.5, n_vertices=6, seed=1)
+    lc = local_complexity(net, X[:8], radius=0.5, n_vertices=6, seed=1, directions="input")
     assert hist.rows[-1]["lc"] == pytest.approx(lc.mean())
     h = hessian_complexity(net, X[:8], x_aug=X[:8] + 0.2)
     assert hist.rows[-1]["hessian"] == pytest.approx(h.value)

@@ -76,8 +76,9 @@ class LocalComplexityCallback(MeasureCallback):
         Log key; with ``per_layer`` also ``f"{name}/{layer}"``.
     per_layer : bool
     seed : int
-        The same directions are drawn at every epoch (common random numbers), so changes
-        between epochs come from the network, not from resampling.
+        The same input-space directions are used at every epoch (common random numbers,
+        ``directions="input"`` of :func:`~maxaffine.local_complexity`), so changes between
+        epochs come from the network, not from resampling.
     every : int or iterable of int, optional
     """
 
@@ -86,7 +87,7 @@ class LocalComplexityCallback(MeasureCallback):
                  every: int | Iterable[int] | None = None):
         def fn(model: nn.Module) -> dict[str, float]:
             lc = local_complexity(model, X, radius=radius, n_vertices=n_vertices,
-                                  per_layer=per_layer, seed=seed)
+                                  per_layer=per_layer, seed=seed, directions="input")
             row = {name: lc.mean()}
             if per_layer:
                 row.update({f"{name}/{k}": float(v.double().mean()) for k, v in lc.layers.items()})

@@ -153,25 +153,8 @@ class _CrossPolytopeSampler:
         self.tr = tr
         self.P = P
         by_fx = {n.fx_node.name: n for n in tr.nodes}
-        prefix: set[str] = set()
-        for n in tr.nodes:
-            name = n.fx_node.name
-            if n.kind == "input":
-                prefix.add(name)
-            elif n.kind == "var" and not n.piecewise:
-                deps = [a.name for a in n.fx_node.all_input_nodes
-                        if by_fx[a.name].kind in ("var", "input")]
-                if all(d in prefix for d in deps):
-                    prefix.add(name)
-        frontier: list[str] = []
-        for n in tr.nodes:
-            if n.fx_node.name in prefix or n.kind not in ("var", "output"):
-                continue
-            for a in n.fx_node.all_input_nodes:
-                if a.name in prefix and a.name not in frontier:
-                    frontier.append(a.name)
-        self.prefix = prefix
-        self.frontier = [f for f in (n.fx_node.name for n in tr.nodes) if f in frontier]
+        self.prefix, frontier = tr.affine_prefix()
+        self.frontier = list(frontier)
         self.shapes = {f: tuple(by_fx[f].shape) for f in self.frontier}
         self.widths = [math.prod(self.shapes[f]) for f in self.frontier]
         D, F = tr.in_features, sum(self.widths)

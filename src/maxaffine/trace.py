@@ -151,6 +151,7 @@ class Trace:
         self.input_node = next(n for n in nodes if n.kind == "input")
         self.output_node = next(n for n in nodes if n.kind == "output")
         self._plans: dict[tuple[str, str], tuple[list[GraphNode], GraphNode, GraphNode]] = {}
+        self._prefix: tuple[frozenset[str], tuple[str, ...]] | None = None
 
     # ----------------------------------------------------------------------------------
     @property
@@ -173,6 +174,33 @@ class Trace:
             return self._by_fx[name]
         names = [n.name for n in self.nodes if n.kind == "var"]
         raise InputError(f"no layer named {name!r}; layers are: {', '.join(names)}")
+
+    def affine_prefix(self) -> tuple[frozenset[str], tuple[str, ...]]:
+        """The affine prefix of the graph and its frontier (fx node names).
+
+        The prefix holds the input and every non-piecewise node whose tensor inputs are all in
+        the prefix: an affine function of the input (the first Linear/Conv/BatchNorm block,
+        possibly with branches). The frontier is the prefix nodes read by nodes outside it,
+        in graph order: everything after the prefix sees the input only through them.
+        """
+        if self._prefix is None:
+            prefix: set[str] = set()
+            for n in self.nodes:
+                name = n.fx_node.name
+                if n.kind == "input":
+                    prefix.add(name)
+                elif n.kind == "var" and not n.piecewise:
+                    deps = [a.name for a in n.fx_node.all_input_nodes
+                            if self._by_fx[a.name].kind in ("var", "input")]
+                    if all(d in prefix for d in deps):
+                        prefix.add(name)
+            read: set[str] = set()
+            for n in self.nodes:
+                if n.fx_node.name not in prefix and n.kind in ("var", "output"):
+                    read.update(a.name for a in n.fx_node.all_input_nodes if a.name in prefix)
+            frontier = tuple(n.fx_node.name for n in self.nodes if n.fx_node.name in read)
+            self._prefix = (frozenset(prefix), frontier)
+        return self._prefix
 
     def layer_units(self, name: str) -> int:
         """Number of units (entries per sample) of a var node's output."""

@@ -275,14 +275,18 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
         \text{ReLU-like: } z_k = 0, \quad \text{clamp: } z_k = lo,\ z_k = hi, \quad
         \text{max-pool / maxout: argmax cells of } \{z_j\}_{j \in \text{window}}
 
-    Values at all vertices come from one batched forward pass of the real network per layer
-    (no per-region matrices, no dense conv matrices); crossing points and the values there
-    follow by exact linear interpolation along edges. Each line is cut only through the
-    regions of the previous layer it crosses. Float64 throughout. The output map of a
-    region is solved from the outputs at its vertices (exact for affine maps; rounding
-    amplified by at most ``1e5`` for regions thinner than ``1e-5`` of the slice scale,
-    which instead use a fixed-code forward difference): slopes agree with autograd to
-    about ``1e-11`` relative.
+    Values at the vertices come from the real network's own ops, batched over all vertices
+    (no per-region matrices, no dense conv matrices): each layer's unit inputs are computed
+    from the previous piecewise layer's values at the vertices (one layer of work, as in
+    regioncam) when the graph between them depends on nothing else, otherwise by a forward
+    pass from the slice coordinates; crossing points and the values there follow by exact
+    linear interpolation along edges. Each region of the previous layer is cut only by the
+    lines that cross it, all regions in the same vectorized rounds; codes come from the
+    values at the vertices (argmax codes from a forward pass at region interiors). Float64
+    throughout. The output map of a region is solved from the outputs at its vertices
+    (exact for affine maps; rounding amplified by at most ``1e5`` for regions thinner than
+    ``1e-5`` of the slice scale, which instead use a fixed-code forward difference):
+    slopes agree with autograd to about ``1e-11`` relative.
 
     Parameters
     ----------

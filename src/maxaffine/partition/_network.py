@@ -172,26 +172,12 @@ class Evaluator:
         with torch.no_grad():
             self.anchor = tr.run(anchors)
         by_fx = {n.fx_node.name: n for n in tr.nodes}
-        prefix: set[str] = set()
-        for n in tr.nodes:
-            name = n.fx_node.name
-            if n.kind == "input":
-                prefix.add(name)
-            elif n.kind == "var" and not n.piecewise:
-                deps = [a.name for a in n.fx_node.all_input_nodes
-                        if by_fx[a.name].kind in ("var", "input")]
-                if all(d in prefix for d in deps):
-                    prefix.add(name)
+        prefix, frontier_names = tr.affine_prefix()
         frontier: dict[str, tuple] = {}
-        for n in tr.nodes:
-            if n.fx_node.name in prefix or n.kind not in ("var", "output"):
-                continue
-            for a in n.fx_node.all_input_nodes:
-                if a.name in prefix and a.name not in frontier:
-                    val = self.anchor.values[a.name]
-                    v0, du, dv = val[0], val[1] - val[0], val[2] - val[0]
-                    basis = torch.stack([v0, du, dv]).reshape(3, -1)
-                    frontier[a.name] = (v0, du, dv, basis)
+        for name in frontier_names:
+            val = self.anchor.values[name]
+            v0, du, dv = val[0], val[1] - val[0], val[2] - val[0]
+            frontier[name] = (v0, du, dv, torch.stack([v0, du, dv]).reshape(3, -1))
         self.prefix = prefix
         self.frontier = frontier
         self.by_fx = by_fx
