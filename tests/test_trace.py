@@ -153,3 +153,28 @@ def test_supported_layers_and_repr():
     assert table["nn.Hardtanh"].startswith("piecewise (continuous, not convex")
     tr = maxaffine.trace(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), torch.randn(2, 2))
     assert "nn.ReLU" in repr(tr)
+
+
+def test_affine_prefix_and_frontier():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 6), nn.Linear(4, 6)
+            self.c = nn.Linear(6, 3)
+
+        def forward(self, x):
+            h = self.a(x) + 0.5 * self.b(x)  # affine in x, two branches
+            return self.c(torch.relu(h)) + self.b(x).sum(1, keepdim=True)
+
+    tr = maxaffine.trace(Branchy().eval(), torch.randn(2, 4))
+    prefix, frontier = tr.affine_prefix()
+    fx_of = {n.fx_node.name: n.fx_node for n in tr.nodes}
+    targets = sorted(str(fx_of[n].target) for n in prefix)
+    # by hand: the input, both branches (b twice), 0.5*b(x), their sum and b(x).sum(1)
+    assert len(prefix) == 7 and targets.count("b") == 2 and "c" not in targets
+    assert "sum" in targets and "x" in targets and "a" in targets
+    # the rest of the network reads the prefix at h (the ReLU's input) and at the sum term
+    assert len(frontier) == 2
+    relu = next(n for n in tr.nodes if n.piecewise)
+    assert relu.fx_node.args[0].name == frontier[0]
+    assert fx_of[frontier[1]].target == "sum"
