@@ -8,17 +8,19 @@ the number of classes ``C``.
 
 Cost model (one training step, reverse passes per sample, each with a graph for double
 backprop): exact orthogonality ``C``; random orthogonality ``2·n_probes``; exact Hessian
-``2C``; random Hessian ``2·n_probes``. The rows go through one forward pass, which the loss can
-share (``return_outputs=True``), and one reverse pass per sign vector through that graph.
-Measured on a small digits CNN (batch 64, C = 10, one thread, ``benchmarks/regularizers.py``),
-one training step costs, relative to plain cross-entropy: orthogonality exact 8.1×, random
-3.4× / 4.6× / 6.9× (1 / 2 / 4 probes), 3.9× for 2 probes with the shared forward; Hessian
-exact 11.9×, random 3.7× (1 probe), 3.0× with the shared forward. Double backpropagation is
-the floor (about three plain steps' worth of convolution work per sign vector), so a cheap
-step comes from evaluating the penalty less often: lazy regularization
-(``train(..., penalty_every=k)``, weight ×k) brings the amortized cost per step to 1.4×
-(random orthogonality, 2 probes, shared forward, k = 8) and 2.0× / 1.5× (random Hessian,
-1 probe, shared forward, k = 2 / 4).
+``2C``; random Hessian ``2·n_probes``. The rows go through one forward pass, which the loss
+can share (``return_outputs=True``), and one reverse pass per sign vector through that graph
+(without a shared forward and for at most 256 rows in all, the rows are instead tiled once
+per sign vector: one forward and one reverse pass, fewer and larger kernels). Measured on a
+small digits CNN (batch 64, C = 10, one thread, ``benchmarks/regularizers.py``), one
+training step costs, relative to plain cross-entropy: orthogonality exact 8.2×, random
+3.5× / 4.8× / 6.8× (1 / 2 / 4 probes), 3.9× for 2 probes with the shared forward; Hessian
+exact 11.8× (20× when the rows were tiled 2C times), random 3.6× (1 probe), 2.9× with the
+shared forward. Double backpropagation is the floor (about three plain steps' worth of
+convolution work per sign vector), so a cheap step comes from evaluating the penalty less
+often: lazy regularization (``train(..., penalty_every=k)``, weight ×k) brings the amortized
+cost per step to 1.4× (random orthogonality, 2 probes, shared forward, k = 8) and
+2.0× / 1.5× (random Hessian, 1 probe, shared forward, k = 2 / 4).
 """
 
 from __future__ import annotations
@@ -171,8 +173,10 @@ def orthogonality_penalty(model: nn.Module, x: torch.Tensor, *, estimator: str =
     model : nn.Module
         The live model (any differentiable model; for a piecewise-affine one the rows of
         ``A[x]`` are its input gradients). One forward pass on the (sub)batch, then one reverse
-        pass per sign vector through that graph: layers with batch statistics (BatchNorm in
-        training mode) see the batch as ``model(x)`` does.
+        pass per sign vector through that graph (for few rows and no ``return_outputs``: the
+        rows tiled once per sign vector, one forward and one reverse pass; same values).
+        Layers with batch statistics (BatchNorm in training mode) see the batch as
+        ``model(x)`` does.
     x : Tensor, shape (N, *in_shape)
     estimator : {"random", "exact"}
         ``"exact"``: ``C`` reverse passes per sample; ``"random"``: ``2·n_probes``.
