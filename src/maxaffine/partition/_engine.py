@@ -133,6 +133,7 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
     origin_of, flat = np.nonzero(_crossing_sums(S, Zt, 0.5))
     stopped = False
     if len(flat):
+        mesh.reserve(2 * len(flat))  # a typical layer's new vertices, grown in one copy
         stopped = _rounds(mesh, rows, origin_of, flat, pack_label(li, sw.unit), budget)
     mesh.Z[: mesh.n] *= unit
     return rows.polys(), stopped
@@ -149,6 +150,7 @@ def _rounds(mesh: Mesh, rows: Rows, origin_of: np.ndarray, flat: np.ndarray, lab
     first_new = mesh.n
     last = len(flat) - 1
     cols = np.arange(max(_WINDOW, rows.K))
+    F = mesh.Z.shape[1]
     stopped = False
     window = 2  # the first listed function nearly always crosses: widen as rows shrink
     while len(live):
@@ -164,9 +166,9 @@ def _rounds(mesh: Mesh, rows: Rows, origin_of: np.ndarray, flat: np.ndarray, lab
         if K > len(cols):
             cols = np.arange(K)
         valid = cols[:K] < cnt[:, None]
-        P = rows.P[live, :K]
-        P = np.where(valid, P, P[:, :1])  # padding repeats the first vertex
-        vals = mesh.Z[P[:, :, None], fc[:, None, :]]  # (L, K, w); Z grows, read it anew
+        P = rows.P[live, :K]  # padding repeats the first vertex
+        # (L, K, w) values of the candidates at the rows' vertices; Z grows, so read it anew
+        vals = np.take(mesh.Z[: mesh.n].reshape(-1), (P * F)[:, :, None] + fc[:, None, :])
         hit = (vals > 1).any(1)
         hit &= (vals < -1).any(1)
         hit &= ok

@@ -101,11 +101,12 @@ class Rows:
         self.R = 0
         self.cap = max(64, 2 * R)
         self.K = max(8, int(polys.counts.max()) + 2 if R else 8)
-        self.P = np.zeros((self.cap, self.K), np.int64)
-        self.LAB = np.zeros((self.cap, self.K), np.int64)
-        self.cnt = np.zeros(self.cap, np.int64)
-        self.origin = np.zeros(self.cap, np.int64)
-        self.ptr = np.zeros(self.cap, np.int64)
+        # rows at and past R are written before they are read: no need to clear them
+        self.P = np.empty((self.cap, self.K), np.int64)
+        self.LAB = np.empty((self.cap, self.K), np.int64)
+        self.cnt = np.empty(self.cap, np.int64)
+        self.origin = np.empty(self.cap, np.int64)
+        self.ptr = np.empty(self.cap, np.int64)
         self._put(np.arange(R), polys)
         self.R = R
 
@@ -118,12 +119,13 @@ class Rows:
         K = max(self.K, width + 2)
         for name in ("P", "LAB"):
             old = getattr(self, name)
-            new = np.zeros((cap, K), old.dtype)
+            new = np.empty((cap, K), old.dtype)
             new[: self.R, : self.K] = old[: self.R]
             setattr(self, name, new)
+        self.P[: self.R, self.K:] = self.P[: self.R, :1]  # padding repeats the first vertex
         for name in ("cnt", "origin", "ptr"):
             old = getattr(self, name)
-            new = np.zeros(cap, old.dtype)
+            new = np.empty(cap, old.dtype)
             new[: self.R] = old[: self.R]
             setattr(self, name, new)
         self.cap, self.K = cap, K
@@ -136,6 +138,7 @@ class Rows:
         r = np.repeat(dest, counts)
         col = np.arange(len(polys.pv), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts,
                                                                     counts)
+        self.P[dest] = polys.pv[np.cumsum(counts) - counts][:, None]  # padding: first vertex
         self.P[r, col] = polys.pv
         self.LAB[r, col] = pack_label(polys.el, polys.eu)
         self.cnt[dest] = counts
@@ -187,16 +190,17 @@ class Mesh:
                            np.zeros(1, np.int64), np.zeros(1, np.int64))
 
     # -- vertex table ----------------------------------------------------------------
-    def _reserve(self, extra: int) -> None:
+    def reserve(self, extra: int) -> None:
+        """Room for ``extra`` more vertices (capacity doubles as needed)."""
         need = self.n + extra
         if need <= self.cap:
             return
         cap = self.cap
         while cap < need:
             cap *= 2
-        V = np.zeros((cap, 2))
+        V = np.empty((cap, 2))
         V[: self.n] = self.V[: self.n]
-        Z = np.zeros((cap, self.Z.shape[1]))
+        Z = np.empty((cap, self.Z.shape[1]))
         Z[: self.n] = self.Z[: self.n]
         self.V, self.Z, self.cap = V, Z, cap
 
@@ -204,7 +208,7 @@ class Mesh:
         """Values (F, n) of the cutting functions of the next layer at all vertices.
 
         Stored transposed, ``self.Z`` (cap, F): new vertices interpolate whole rows."""
-        buf = np.zeros((self.cap, Z.shape[0]))
+        buf = np.empty((self.cap, Z.shape[0]))
         buf[: self.n] = Z.T
         self.Z = buf
 
@@ -284,7 +288,7 @@ class Mesh:
         gl, gh = g[ulo], g[uhi]
         lam = gl / (gl - gh)
         k = len(ukey)
-        self._reserve(k)
+        self.reserve(k)
         n0 = self.n
         Vl = self.V[ulo]
         self.V[n0:n0 + k] = Vl + lam[:, None] * (self.V[uhi] - Vl)
@@ -324,13 +328,13 @@ class Mesh:
                  g: np.ndarray, here: np.ndarray) -> None:
         """Cut each row ``cand[i]`` of ``rows`` by its own line, in place.
 
-        ``P`` (c, K) holds the rows' vertex ids (``valid`` marks the first ``cnt`` entries)
-        and ``g`` the values of each row's cutting function there, in units of its snapping
-        tolerance: entries with ``|g| <= 1`` lie on the line, and every row has entries
-        beyond it on both sides. Vertices on the line are
-        shared by both pieces; each crossed edge gets a new vertex, interpolated from its
-        endpoint on the positive side. The two rows sharing an
-        edge cut it by the same function (see :func:`_cut_sign`), possibly in different
+        ``P`` (c, K) holds the rows' vertex ids (``valid`` marks the first ``cnt`` entries;
+        the padding after them repeats the first vertex, as in :class:`Rows`) and ``g`` the
+        values of each row's cutting function there, in units of its snapping tolerance:
+        entries with ``|g| <= 1`` lie on the line, and every row has entries beyond it on
+        both sides. Vertices on the line are shared by both pieces; each crossed edge gets a
+        new vertex, interpolated from its endpoint on the positive side. The two rows sharing
+        an edge cut it by the same function (see :func:`_cut_sign`), possibly in different
         rounds: they create twins with bitwise identical coordinates and values, which
         :meth:`merge_twins` unifies once the layer is done. The positive piece overwrites
         its row, the negative one is appended with the row's ``origin`` and ``ptr``; edges
@@ -339,40 +343,43 @@ class Mesh:
         c = len(cand)
         if c == 0:
             return
-        cnt = rows.cnt[cand]
         K = g.shape[1]
-        pos = (g > 1) & valid
-        neg = (g < -1) & valid
-        # flat index of the next entry around each row (cyclic within cnt)
-        succ = np.arange(1, c * K + 1).reshape(c, K)
-        succ[-1, -1] = 0  # padding reads stay in bounds
-        succ[np.arange(c), cnt - 1] = np.arange(0, c * K, K)
-        b = P.ravel()[succ]
-        pb = pos.ravel()[succ]
-        nb = neg.ravel()[succ]
+        # the entry after the last one of a row is its padding, which repeats the first
+        # vertex: the next vertex around every row is the next column (column 0 after K - 1)
+        nxt = np.empty((c, K), np.int64)
+        nxt[:, :-1] = P[:, 1:]
+        nxt[:, -1] = P[:, 0]
+        gn = np.empty_like(g)
+        gn[:, :-1] = g[:, 1:]
+        gn[:, -1] = g[:, 0]
+        pos = g > 1
+        neg = g < -1
+        pb = gn > 1
+        nb = gn < -1
         za = valid & ~(pos | neg)
         self.n_snapped += int(np.count_nonzero(za))
-        cross = (pos & nb) | (neg & pb)
+        cross = (pos & nb) | (neg & pb)  # padding edges join a vertex to itself: never crossed
         at = np.flatnonzero(cross)
-        ca = P.ravel()[at]
-        cb = b.ravel()[at]
-        ga = g.ravel()[at]
-        gb = g.ravel()[succ.ravel()[at]]
         # interpolate from the endpoint on the positive side: the same geometric vertex for
         # both rows sharing the edge, whichever way round they traverse it
         up = pos.ravel()[at]
+        ca, cb = P.ravel()[at], nxt.ravel()[at]
+        ga, gb = g.ravel()[at], gn.ravel()[at]
         lo = np.where(up, ca, cb)
         hi = np.where(up, cb, ca)
         glo = np.where(up, ga, gb)
         lam = (glo / (glo - np.where(up, gb, ga)))[:, None]
         k = len(at)
-        self._reserve(k)
+        self.reserve(k)
         n0 = self.n
-        Vl = self.V[lo]
-        self.V[n0:n0 + k] = Vl + lam * (self.V[hi] - Vl)
-        if self.Z.shape[1]:
-            Zl = self.Z[lo]
-            self.Z[n0:n0 + k] = Zl + lam * (self.Z[hi] - Zl)
+        for A in (self.V, self.Z) if self.Z.shape[1] else (self.V,):
+            # in place: A[new] = A[lo] + lam (A[hi] - A[lo]); new rows are past lo and hi
+            out = A[n0:n0 + k]
+            low = A[lo]
+            np.take(A, hi, axis=0, out=out, mode="clip")
+            out -= low
+            out *= lam
+            out += low
         self.n = n0 + k
         # both pieces at once: rows [0, c) keep the positive side, [c, 2c) the negative
         keep = np.concatenate([valid & ~neg, valid & ~pos])
@@ -384,23 +391,26 @@ class Mesh:
         s = np.cumsum(n_out, 1)
         counts = s[:, -1].copy()
         s -= n_out
-        W = K + 1
+        rows._grow(rows.R + c, K + 1)
+        W = rows.K
         s += (np.arange(2 * c) * W)[:, None]
         lab2 = np.concatenate([rows.LAB[cand, :K]] * 2)
         here2 = np.concatenate([here, here])[:, None]
-        oP = np.zeros((2 * c, W), np.int64)
+        oP = np.empty((2 * c, W), np.int64)
         oL = np.empty((2 * c, W), np.int64)
         fk = s[keep]
-        oP.ravel()[fk] = np.concatenate([P, P])[keep]
+        PP = np.concatenate([P, P])
+        oP.ravel()[fk] = PP[keep]
         oL.ravel()[fk] = np.where(cut_v, here2, lab2)[keep]
         fx = (s + keep)[cr2]
         nv = np.arange(n0, n0 + k)
         oP.ravel()[fx] = np.concatenate([nv, nv])
         oL.ravel()[fx] = np.where(cut_x, here2, lab2)[cr2]
-        rows._grow(rows.R + c, W)
+        # padding repeats the first vertex (a piece always keeps at least three entries)
+        np.copyto(oP, oP[:, :1], where=np.arange(W) >= counts[:, None])
         dest = np.concatenate([cand, np.arange(rows.R, rows.R + c)])
-        rows.P[dest, :W] = oP
-        rows.LAB[dest, :W] = oL
+        rows.P[dest] = oP
+        rows.LAB[dest] = oL
         rows.cnt[dest] = counts
         rows.origin[rows.R:rows.R + c] = rows.origin[cand]
         rows.ptr[rows.R:rows.R + c] = rows.ptr[cand]
