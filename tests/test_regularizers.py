@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+import maxaffine.regularizers as R
 from maxaffine.errors import InputError
 from maxaffine.regularizers import hessian_penalty, orthogonality_penalty
 
@@ -180,7 +181,7 @@ def _value(r):
     return r[0] if isinstance(r, tuple) else r
 
 
-# B = 6: small tiled batches (the library tiles too unless the outputs are shared);
+# B = 6: small tiled batches (the library tiles too, shared forward or not);
 # B = 70: more rows than the library tiles (one reverse pass per probe in every case)
 @pytest.mark.parametrize("seed,B", [(0, 6), (1, 6), (2, 70)])
 @pytest.mark.parametrize("shared", [False, True])
@@ -244,9 +245,63 @@ def test_return_outputs_gives_model_outputs_and_the_same_penalty(bn, max_samples
         ref = net(x)
         torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-14)
         plain = fn(torch.Generator().manual_seed(2), False)
-        assert value.item() == pytest.approx(plain.item(), rel=1e-12)  # tiled vs shared layout
+        assert value.item() == pytest.approx(plain.item(), rel=1e-12)  # shared or not
         # the shared forward trains exactly like a separate one
         shared = _grads(net, nn.functional.cross_entropy(out, y) + value)
         separate = _grads(net, nn.functional.cross_entropy(net(x), y)
                           + fn(torch.Generator().manual_seed(2), False))
         torch.testing.assert_close(shared, separate, rtol=1e-10, atol=1e-14)
+
+
+def _mlp_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(),
+                         nn.Linear(12, 5)).double()
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+@pytest.mark.parametrize("which", ["orth", "hess"])
+@pytest.mark.parametrize("max_samples", [None, 3])
+def test_shared_tiled_forward_trains_like_the_unshared_path(arch, which, max_samples, monkeypatch):
+    """return_outputs on the tiled rows: same penalty, outputs = model(x), same gradients."""
+    net = _mlp_net(5) if arch == "mlp" else _conv_net(5)
+    shape = (7, 6) if arch == "mlp" else (7, 1, 8, 8)
+    rng = torch.Generator().manual_seed(3)
+    x = torch.rand(shape, generator=rng, dtype=torch.float64)
+    xa = x + 0.1 * torch.rand(shape, generator=rng, dtype=torch.float64)
+    y = torch.arange(7) % 5
+    lam = 0.7
+    layouts = []
+    affine_rows = R._affine_rows
+
+    def recording(*args, **kw):
+        layouts.append(kw["layout"])
+        return affine_rows(*args, **kw)
+
+    monkeypatch.setattr(R, "_affine_rows", recording)
+
+    def pen(shared):
+        g = torch.Generator().manual_seed(9)
+        if which == "orth":
+            return orthogonality_penalty(net, x, n_probes=2, max_samples=max_samples,
+                                         generator=g, return_outputs=shared)
+        return hessian_penalty(net, x, xa, n_probes=2, max_samples=max_samples, generator=g,
+                               return_outputs=shared)
+
+    value, out = pen(True)
+    assert layouts[-1] == "tiled"
+    torch.testing.assert_close(out, net(x), rtol=1e-12, atol=1e-14)
+    shared = _grads(net, nn.functional.cross_entropy(out, y) + lam * value)
+    # unshared: the loss on its own forward pass, the penalty computed as before (tiled)
+    unshared = pen(False)
+    assert value.item() == pytest.approx(unshared.item(), rel=1e-12)
+    separate = _grads(net, nn.functional.cross_entropy(net(x), y) + lam * unshared)
+    torch.testing.assert_close(shared, separate, rtol=1e-10, atol=1e-14)
+    # and the untiled shared forward (one reverse pass per sign vector): the same again
+    monkeypatch.setattr(R, "_TILE_MAX_ROWS", 0)
+    value_j, out_j = pen(True)
+    assert layouts[-1] == "joint"
+    assert value_j.item() == pytest.approx(value.item(), rel=1e-12)
+    torch.testing.assert_close(out_j, out, rtol=1e-12, atol=1e-14)
+    joint = _grads(net, nn.functional.cross_entropy(out_j, y) + lam * value_j)
+    torch.testing.assert_close(shared, joint, rtol=1e-10, atol=1e-14)

@@ -8,12 +8,14 @@ the number of classes ``C``.
 
 Cost model (one training step, reverse passes per sample, each with a graph for double
 backprop): exact orthogonality ``C``; random orthogonality ``2·n_probes``; exact Hessian
-``2C``; random Hessian ``2·n_probes``. The rows go through one forward pass, which the loss
-can share (``return_outputs=True``), and one reverse pass per sign vector through that graph
-(without a shared forward and for at most 256 rows in all, the rows are instead tiled once
-per sign vector: one forward and one reverse pass, fewer and larger kernels). Measured on a
-small digits CNN (batch 64, C = 10, one thread, ``benchmarks/regularizers.py``), one
-training step costs, relative to plain cross-entropy: orthogonality exact 8.2×, random
+``2C``; random Hessian ``2·n_probes``. For the random estimators the rows are tiled once per
+sign vector, one forward and one reverse pass over the tiled batch (fewer, larger kernels),
+while it has at most 256 rows; otherwise (and for the exact forms) the rows go through one
+forward pass and one reverse pass per sign vector through that graph; a model with batch
+statistics is never tiled. The loss can share the penalty's forward pass
+(``return_outputs=True``): tiled, the outputs of the first copy, which is the batch itself.
+Measured on a small digits CNN (batch 64, C = 10, one thread, ``benchmarks/regularizers.py``),
+one training step costs, relative to plain cross-entropy: orthogonality exact 8.2×, random
 3.5× / 4.8× / 6.8× (1 / 2 / 4 probes), 3.9× for 2 probes with the shared forward; Hessian
 exact 11.8× (20× when the rows were tiled 2C times), random 3.6× (1 probe), 2.9× with the
 shared forward. Double backpropagation is the floor (about three plain steps' worth of
@@ -42,10 +44,12 @@ def _batch_dependent(model: nn.Module) -> bool:
                for mod in model.modules())
 
 
-# Without a shared forward pass, tiling the rows once per sign vector (one forward, one reverse
-# pass over m·N rows) issues fewer, larger kernels than one reverse pass per sign vector; it
-# is faster while the tiled batch is small (digits CNN, one thread: 2.3× vs 2.7× a plain step
-# for 1 probe on 16 rows, equal at 256 tiled rows, 6.9× vs 7.4× at 512 rows).
+# Tiling the rows once per sign vector (one forward, one reverse pass over m·N rows) issues
+# fewer, larger kernels than one reverse pass per sign vector through one forward pass; it is
+# faster while the tiled batch is small, with or without a shared forward (digits CNN, one
+# thread, time of a training step tiled / one pass per sign vector, 2 or more sign vectors:
+# 0.5–0.9 up to 128 tiled rows, 0.7–1.1 at 256, 1.1–1.3 at 512). The first copy of the tiled
+# rows is the batch itself, so its outputs serve as model(x) when the loss shares the forward.
 _TILE_MAX_ROWS = 256
 
 
@@ -60,10 +64,11 @@ def _affine_rows(model: nn.Module, parts: list[torch.Tensor], make_cot, *,
       ``create_graph=True`` per cotangent set through that graph;
     * ``"per_part"``: the same with one forward pass per part (models with batch statistics);
     * ``"tiled"``: the parts concatenated and tiled ``reps = m`` times, one forward and one
-      reverse pass over the ``m·N`` rows (the outputs are not reusable then).
+      reverse pass over the ``m·N`` rows (rows must be independent: no batch statistics).
 
     Returns ``g`` (m, N, D), ``g[k, r] = cot[k, r]ᵀ A[x_r]``, and the model's outputs for each
-    part (N_j, *out_shape), differentiable in the parameters.
+    part (N_j, *out_shape), differentiable in the parameters; tiled, these are the outputs of
+    the first copy, which is the parts themselves.
 
     A loop over the cotangent sets rather than one vmapped reverse pass
     (``is_grads_batched=True``): on the digits CNN of ``benchmarks/regularizers.py`` the loop
@@ -98,11 +103,15 @@ def _affine_rows(model: nn.Module, parts: list[torch.Tensor], make_cot, *,
     return torch.stack(rows), outs
 
 
-def _layout(batch_dependent: bool, return_outputs: bool, tiled_rows: int | None) -> str:
-    """``"tiled"`` when nothing needs the outputs and the tiled batch is small, else one pass."""
+def _layout(batch_dependent: bool, tiled_rows: int | None) -> str:
+    """``"tiled"`` when the rows are independent and the tiled batch is small, else one pass.
+
+    ``tiled_rows`` is None when the rows are not tiled (exact estimators: ``C`` or ``2C``
+    copies of the batch would be far too many rows).
+    """
     if batch_dependent:
         return "per_part"
-    if not return_outputs and tiled_rows is not None and tiled_rows <= _TILE_MAX_ROWS:
+    if tiled_rows is not None and tiled_rows <= _TILE_MAX_ROWS:
         return "tiled"
     return "joint"
 
@@ -172,11 +181,11 @@ def orthogonality_penalty(model: nn.Module, x: torch.Tensor, *, estimator: str =
     ----------
     model : nn.Module
         The live model (any differentiable model; for a piecewise-affine one the rows of
-        ``A[x]`` are its input gradients). One forward pass on the (sub)batch, then one reverse
-        pass per sign vector through that graph (for few rows and no ``return_outputs``: the
-        rows tiled once per sign vector, one forward and one reverse pass; same values).
-        Layers with batch statistics (BatchNorm in training mode) see the batch as
-        ``model(x)`` does.
+        ``A[x]`` are its input gradients). The (sub)batch tiled once per sign vector, one
+        forward and one reverse pass over the tiled rows (at most 256 of them; beyond that, and
+        for the exact estimator, one forward pass and one reverse pass per sign vector through
+        it; same values). Layers with batch statistics (BatchNorm in training mode) see the
+        batch as ``model(x)`` does (no tiling then).
     x : Tensor, shape (N, *in_shape)
     estimator : {"random", "exact"}
         ``"exact"``: ``C`` reverse passes per sample; ``"random"``: ``2·n_probes``.
@@ -247,7 +256,7 @@ def orthogonality_penalty(model: nn.Module, x: torch.Tensor, *, estimator: str =
 
     batch_dependent = _batch_dependent(model)
     reps = None if estimator == "exact" else 2 * int(n_probes)
-    layout = _layout(batch_dependent, return_outputs, None if reps is None else reps * B)
+    layout = _layout(batch_dependent, None if reps is None else reps * B)
     g, (out,) = _affine_rows(model, [xs], cot, layout=layout, reps=reps)  # (m, B, D): s_kᵀ A[x_n]
     C = out[0].numel()
     if estimator == "exact":
@@ -286,8 +295,9 @@ def hessian_penalty(model: nn.Module, x: torch.Tensor, x_aug: torch.Tensor, *,
     Parameters
     ----------
     model : nn.Module
-        The live model. ``x`` and ``x_aug`` go through one forward pass together, or, if the
-        model has layers with batch statistics (BatchNorm in training mode), one each.
+        The live model. ``x`` and ``x_aug`` go through one forward pass together (tiled once
+        per sign vector, at most 256 rows in all, one reverse pass), or, if the model has
+        layers with batch statistics (BatchNorm in training mode), one each.
     x, x_aug : Tensor, shape (N, *in_shape)
         Points and their augmentations ``T(x_n)``, paired row by row.
     estimator : {"random", "exact"}
@@ -360,7 +370,7 @@ def hessian_penalty(model: nn.Module, x: torch.Tensor, x_aug: torch.Tensor, *,
     # one forward pass over [x; T(x)] unless the model normalises with batch statistics: then
     # x and T(x) are separate batches, each as model(x) and model(x_aug) would see it
     reps = None if estimator == "exact" else int(n_probes)
-    layout = _layout(batch_dependent, return_outputs, None if reps is None else reps * 2 * B)
+    layout = _layout(batch_dependent, None if reps is None else reps * 2 * B)
     g, (out, _) = _affine_rows(model, [xs, xa.to(xs.dtype)], cot, layout=layout, reps=reps)
     sq = (g[:, :B] - g[:, B:]).pow(2).sum(2)  # (m, B): ||Δ_nᵀ s||²
     sq = sq.sum(0) if estimator == "exact" else sq.mean(0)
