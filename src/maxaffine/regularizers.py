@@ -46,10 +46,11 @@ def _batch_dependent(model: nn.Module) -> bool:
 
 # Tiling the rows once per sign vector (one forward, one reverse pass over m·N rows) issues
 # fewer, larger kernels than one reverse pass per sign vector through one forward pass; it is
-# faster while the tiled batch is small, with or without a shared forward (digits CNN, one
-# thread, time of a training step tiled / one pass per sign vector, 2 or more sign vectors:
-# 0.5–0.9 up to 128 tiled rows, 0.7–1.1 at 256, 1.1–1.3 at 512). The first copy of the tiled
-# rows is the batch itself, so its outputs serve as model(x) when the loss shares the forward.
+# faster while the tiled batch is small, with or without a shared forward (the two agree to a
+# few per cent). Digits CNN, one thread, a training step tiled / untiled, 2 to 16 sign vectors
+# on batches of 16 to 128: 0.5–1.0 up to 128 tiled rows, 0.7–1.03 at 256, 0.88–1.15 at 512,
+# 1.08–1.43 at 1024. The first copy of the tiled rows is the batch itself, so its outputs
+# serve as model(x) when the loss shares the forward pass.
 _TILE_MAX_ROWS = 256
 
 
