@@ -353,8 +353,7 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     try:
         for li, name in enumerate(bar):
             sw = switch_of(tr, name, ev.context(name))
-            mesh.set_values(np.ascontiguousarray(sw.fn(_unit_inputs(ev, mesh, prev, name)),
-                                                 dtype=np.float64))
+            mesh.set_values(sw.fn(_unit_inputs(ev, mesh, prev, name)))
             polys = mesh.polys
             polys.origin = np.arange(polys.n, dtype=np.int64)
             cut = _cut_sign if sw.kind == "sign" else _cut_argmax

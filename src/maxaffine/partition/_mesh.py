@@ -205,11 +205,10 @@ class Mesh:
         self.V, self.Z, self.cap = V, Z, cap
 
     def set_values(self, Z: np.ndarray) -> None:
-        """Values (F, n) of the cutting functions of the next layer at all vertices.
-
-        Stored transposed, ``self.Z`` (cap, F): new vertices interpolate whole rows."""
-        buf = np.empty((self.cap, Z.shape[0]))
-        buf[: self.n] = Z.T
+        """Values (n, F) of the cutting functions of the next layer at all vertices, one row
+        per vertex (new vertices interpolate whole rows)."""
+        buf = np.empty((self.cap, Z.shape[1]))
+        buf[: self.n] = Z
         self.Z = buf
 
     def compact(self) -> np.ndarray | None:

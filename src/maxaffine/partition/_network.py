@@ -51,7 +51,7 @@ class Switch:
     ``kind == "argmax"``: ``table`` (K, R) of pre-activation indices of each max unit
     (-1 padding); regions are cut into argmax cells.
 
-    ``fn(ins)`` maps the unit-input tensors (N, ...) to the function values (F, N).
+    ``fn(ins)`` maps the unit-input tensors (N, ...) to the function values (N, F).
     ``ins_of(Z)`` inverts it on values ``Z`` (N, F) where the functions determine the unit
     inputs (None otherwise); ``code_of(Z)`` gives the node's VQ codes at points with
     function values ``Z`` (the functions are affine on a region, so the mean of a region's
@@ -96,7 +96,7 @@ class Switch:
 
 
 def _flat(ins):
-    return ins[0].reshape(len(ins[0]), -1).T.numpy()
+    return ins[0].reshape(len(ins[0]), -1).numpy()
 
 
 def switch_of(tr, name: str, ctx: NodeContext) -> Switch:
@@ -111,7 +111,7 @@ def switch_of(tr, name: str, ctx: NodeContext) -> Switch:
             if b is None:  # maximum against a constant
                 b = torch.as_tensor(ctx.args[1], dtype=a.dtype)
             d = torch.broadcast_to(a - b, (a.shape[0],) + shape)
-            return d.reshape(len(a), -1).T.numpy()
+            return d.reshape(len(a), -1).numpy()
 
         return Switch("sign", U, ctx, rule, fn=fn, unit=np.arange(U),
                       code_of=lambda Z: torch.from_numpy(Z >= 0).reshape((len(Z),) + shape))
@@ -133,7 +133,8 @@ def switch_of(tr, name: str, ctx: NodeContext) -> Switch:
 
         def fn(ins):
             u = _flat(ins)
-            return np.concatenate([u - c for c in parts]) if parts else np.zeros((0, u.shape[1]))
+            return (np.concatenate([u - c for c in parts], axis=1) if parts
+                    else np.zeros((u.shape[0], 0)))
 
         ins_of = None
         if parts:

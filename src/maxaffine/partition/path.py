@@ -155,7 +155,7 @@ def partition_path(model: Any, points: Any, closed: bool = False, *, layers: Any
         for name in names:
             rec = tr.run(_at(P, knots).reshape(-1, *tr.in_shape))
             sw = switch_of(tr, name, tr.context(anchor, name))
-            Z = np.asarray(sw.fn(tr.unit_inputs(rec, name)), dtype=np.float64)
+            Z = np.asarray(sw.fn(tr.unit_inputs(rec, name)), dtype=np.float64).T  # (F, knots)
             if sw.kind == "argmax":
                 rows = [Z[i] - Z[j] for r in sw.table
                         for i, j in itertools.combinations(r[r >= 0], 2)]
