@@ -14,15 +14,20 @@ while it has at most 256 rows; otherwise (and for the exact forms) the rows go t
 forward pass and one reverse pass per sign vector through that graph; a model with batch
 statistics is never tiled. The loss can share the penalty's forward pass
 (``return_outputs=True``): tiled, the outputs of the first copy, which is the batch itself.
-Measured on a small digits CNN (batch 64, C = 10, one thread, ``benchmarks/regularizers.py``),
-one training step costs, relative to plain cross-entropy: orthogonality exact 8.2×, random
-3.5× / 4.8× / 6.8× (1 / 2 / 4 probes), 3.9× for 2 probes with the shared forward; Hessian
-exact 11.8× (20× when the rows were tiled 2C times), random 3.6× (1 probe), 2.9× with the
-shared forward. Double backpropagation is the floor (about three plain steps' worth of
-convolution work per sign vector), so a cheap step comes from evaluating the penalty less
-often: lazy regularization (``train(..., penalty_every=k)``, weight ×k) brings the amortized
-cost per step to 1.4× (random orthogonality, 2 probes, shared forward, k = 8) and
-2.0× / 1.5× (random Hessian, 1 probe, shared forward, k = 2 / 4).
+Measured on a small digits CNN (batch 64, C = 10, one thread, ``benchmarks/regularizers.py``,
+two runs), one training step with the penalty costs, relative to the plain cross-entropy
+step: orthogonality exact 8.7–9.1×, random 3.2–3.5× / 4.5–4.8× / 7.1–7.4× (1 / 2 / 4
+probes), and with the shared forward 2.7–2.8× / 3.9–4.1× (1 / 2 probes); Hessian exact
+11.8–13.0×, random 3.3–3.7× / 4.6–4.9× (1 / 2 probes), with the shared forward 2.7–2.8× /
+4.1–4.2×. Double backpropagation is the floor: the forward pass over the tiled rows, a
+reverse pass with a graph, and the backward of both, whose second-order part also runs
+back through the whole forward graph (ReLU and max-pool send zeros there). So per step
+neither target of issue #4 is met (≤ 1.5× for random orthogonality with 2 probes: 3.9–4.1×;
+≤ 2× for random Hessian: 2.7–2.8×). Both are met only amortized, by evaluating the penalty
+less often: lazy regularization (``train(..., penalty_every=k)``, weight ×k; the penalized
+step itself costs as above) averages 1.40–1.43× per step (random orthogonality, 2 probes,
+shared forward, k = 8) and 1.95–1.96× / 1.4–1.6× (random Hessian, 1 probe, shared
+forward, k = 2 / 4).
 """
 
 from __future__ import annotations
