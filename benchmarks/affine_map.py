@@ -70,7 +70,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, float64\n")
-    print(f"| case | vmap(jacrev)+forward [s] | maxaffine.affine_map [s] | ratio | max abs diff |")
+    print("| case | vmap(jacrev)+forward [s] | maxaffine.affine_map [s] | ratio | max abs diff |")
     print("|---|---|---|---|---|")
     for name, model, x in cases():
         model = model.eval().double()

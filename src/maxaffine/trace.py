@@ -12,7 +12,7 @@ import copy
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import fx, nn

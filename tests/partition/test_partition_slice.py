@@ -1,7 +1,6 @@
 """partition_slice: exactness against independent oracles, invariants, degenerate input."""
 
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

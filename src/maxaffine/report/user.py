@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import math
 import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -309,7 +308,6 @@ def build_model_report(model_spec: str, out: str | Path, *, weights: str | Path 
 
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo"):
         matplotlib.use("Agg")
-    from ..trace import trace
 
     if max_regions < 1:
         raise InputError(f"max_regions must be positive; got {max_regions}")
