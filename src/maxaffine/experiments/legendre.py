@@ -1,7 +1,7 @@
 """Legendre max-affine approximation of trained networks: accuracy and error vs plane budget.
 
-Trains sigmoid, tanh and ReLU MLPs and a small tanh CNN on digits (8x8) and mnist1d, then
-approximates each with :func:`maxaffine.legendre.approximate` for a range of plane budgets
+Trains sigmoid, tanh and ReLU MLPs and a small tanh CNN on digits (8x8), and tanh and ReLU
+MLPs on mnist1d, then approximates each with :func:`maxaffine.legendre.approximate` for a range of plane budgets
 and three plane-selection rules (random, k-means, greedy), recording the test accuracy of
 f̂ next to that of f, the mean |f - f̂| on the test set, and the build and predict times.
 
@@ -25,8 +25,9 @@ from ..legendre import approximate, estimate_curvature
 from ..training import accuracy, train
 
 NAME = "legendre"
-DESCRIPTION = ("Legendre max-affine approximation of sigmoid/tanh/ReLU MLPs and a CNN on digits "
-               "and mnist1d: accuracy and |f - f̂| vs number of planes and plane selection")
+DESCRIPTION = ("Legendre max-affine approximation of sigmoid/tanh/ReLU MLPs and a tanh CNN on "
+               "digits, tanh/ReLU MLPs on mnist1d: accuracy and |f - f̂| vs number of planes and "
+               "plane selection")
 
 _FIELDS = ["dataset", "model", "select", "n_planes", "acc_f", "acc_fhat", "acc_ratio",
            "mean_abs_err", "agreement", "c_mean", "build_s", "predict_s"]
