@@ -133,7 +133,9 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
     origin_of, flat = np.nonzero(_crossing_sums(S, Zt, 0.5))
     stopped = False
     if len(flat):
-        mesh.reserve(2 * len(flat))  # a typical layer's new vertices, grown in one copy
+        # room for a typical layer's new vertices in one copy (at most doubling the table:
+        # a long candidate list must not reserve rows of F values it may never use)
+        mesh.reserve(min(2 * len(flat), mesh.n))
         stopped = _rounds(mesh, rows, origin_of, flat, pack_label(li, sw.unit), budget)
     mesh.Z[: mesh.n] *= unit
     return rows.polys(), stopped
