@@ -10,17 +10,10 @@ generated samples: 4000 train / 1000 test) 30 epochs at lr 3e-3, where the λ = 
 reached their plateau (measured on seed 0: CNN test accuracy 0.895 at 30 epochs, 0.897 at 40;
 MLP 0.675 and 0.680; at lr 1e-3 the CNN was still at 0.797 after 30 epochs and 0.853 after 100).
 
-The full run can be split over processes: ``MAXAFFINE_OT_PARTS`` (comma-separated ``data`` or
-``data/arch``, e.g. ``mnist1d/cnn``) restricts what is trained; ``MAXAFFINE_OT_MERGE``
-(os.pathsep-separated output directories of such partial runs) trains nothing and writes the
-tables, figure and markdown from their ``orthogonal-templates-runs.csv`` files, in the order a
-single process would have produced them.
 """
 
 from __future__ import annotations
 
-import csv
-import os
 from pathlib import Path
 
 import torch
@@ -47,34 +40,6 @@ def _models(data: str):
     return {"cnn": lambda: cnn_1d(8), "mlp": lambda: mlp(40, [128, 128])}
 
 
-def _parts() -> set[tuple[str, str]]:
-    spec = os.environ.get("MAXAFFINE_OT_PARTS", "").strip()
-    if not spec:
-        return {(d, a) for d in DATASETS for a in ARCHS}
-    out = set()
-    for item in spec.split(","):
-        d, _, a = item.strip().partition("/")
-        if d not in DATASETS or (a and a not in ARCHS):
-            raise ValueError(f"MAXAFFINE_OT_PARTS: unknown part {item!r}")
-        out |= {(d, x) for x in ((a,) if a else ARCHS)}
-    return out
-
-
-def _read_runs(dirs: list[str]) -> list[dict]:
-    raw = []
-    for d in dirs:
-        with open(Path(d) / f"{NAME}-runs.csv", newline="") as f:
-            for r in csv.DictReader(f):
-                raw.append({"data": r["data"], "arch": r["arch"], "lambda": float(r["lambda"]),
-                            "seed": int(r["seed"]), **{k: float(r[k]) for k in
-                                                       ("train_acc", "test_acc", "gap",
-                                                        "template_cos")}})
-    lam_order = [round(lam, 4) for lam in LAMBDAS]
-    raw.sort(key=lambda r: (DATASETS.index(r["data"]), ARCHS.index(r["arch"]),
-                            lam_order.index(r["lambda"]), r["seed"]))
-    return raw
-
-
 def _settings_text(quick: bool, n_seeds: int) -> str:
     if quick:
         return (f"{n_seeds} seed, 1 epoch of Adam (lr 1e-3, batch 64), 200 training / 50 test "
@@ -92,55 +57,41 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0, progress: bool = T
     torch.set_num_threads(1)
     seeds = [seed] if quick else list(range(seed, seed + 5))
     lambdas = (0.0, 1.0) if quick else LAMBDAS
-    merge = os.environ.get("MAXAFFINE_OT_MERGE", "").strip()
-    if merge:
-        raw = _read_runs([p for p in merge.split(os.pathsep) if p])
-        seeds = sorted({r["seed"] for r in raw})
-    else:
-        raw = []
-        parts = _parts()
-        wanted = [d for d in DATASETS if any(p[0] == d for p in parts)]
-        sets = {}
-        if "digits" in wanted:
-            sets["digits"] = digits(image=True)
-        if "mnist1d" in wanted:
-            sets["mnist1d"] = mnist1d(n_samples=250 if quick else SETTINGS["mnist1d"]["n_samples"],
-                                      channel=True)
-        if quick:
-            sets = {k: type(v)(v.X_train[:200], v.y_train[:200], v.X_test[:50], v.y_test[:50],
-                               v.n_classes, v.name) for k, v in sets.items()}
-        for dname, ds in sets.items():
-            epochs = 1 if quick else SETTINGS[dname]["epochs"]
-            lr = 1e-3 if quick else SETTINGS[dname]["lr"]
-            for arch, make in _models(dname).items():
-                if (dname, arch) not in parts:
-                    continue
-                X, y = ds.X_train, ds.y_train
-                if arch == "mlp":
-                    X, Xt = X.reshape(len(X), -1), ds.X_test.reshape(len(ds.X_test), -1)
-                else:
-                    Xt = ds.X_test
-                for lam in lambdas:
-                    for s in seeds:
-                        torch.manual_seed(s)
-                        net = make()
-                        train(net, X, y, epochs=epochs, lr=lr, batch_size=64, seed=s,
-                              penalty=lambda m, xb, yb: orthogonality_penalty(m, xb,
-                                                                              estimator="exact"),
-                              penalty_weight=lam, progress=False)
-                        net.eval()
-                        tr_acc, te_acc = accuracy(net, X, y), accuracy(net, Xt, ds.y_test)
-                        cos = template_cosine(net, Xt[:100])
-                        raw.append({"data": dname, "arch": arch, "lambda": round(lam, 4),
-                                    "seed": s, "train_acc": tr_acc, "test_acc": te_acc,
-                                    "gap": tr_acc - te_acc, "template_cos": cos})
-                    if progress:
-                        rs = raw[-len(seeds):]
-                        am, asd = mean_std([r["test_acc"] for r in rs])
-                        print(f"[{NAME}] {dname} {arch} λ={lam:.3g}: test {am:.4f}±{asd:.4f} "
-                              f"gap {mean_std([r['gap'] for r in rs])[0]:.4f} "
-                              f"cos {mean_std([r['template_cos'] for r in rs])[0]:.3f}",
-                              flush=True)
+    raw = []
+    sets = {"digits": digits(image=True),
+            "mnist1d": mnist1d(n_samples=250 if quick else SETTINGS["mnist1d"]["n_samples"],
+                               channel=True)}
+    if quick:
+        sets = {k: type(v)(v.X_train[:200], v.y_train[:200], v.X_test[:50], v.y_test[:50],
+                           v.n_classes, v.name) for k, v in sets.items()}
+    for dname, ds in sets.items():
+        epochs = 1 if quick else SETTINGS[dname]["epochs"]
+        lr = 1e-3 if quick else SETTINGS[dname]["lr"]
+        for arch, make in _models(dname).items():
+            X, y = ds.X_train, ds.y_train
+            if arch == "mlp":
+                X, Xt = X.reshape(len(X), -1), ds.X_test.reshape(len(ds.X_test), -1)
+            else:
+                Xt = ds.X_test
+            for lam in lambdas:
+                for s in seeds:
+                    torch.manual_seed(s)
+                    net = make()
+                    train(net, X, y, epochs=epochs, lr=lr, batch_size=64, seed=s,
+                          penalty=lambda m, xb, yb: orthogonality_penalty(m, xb, estimator="exact"),
+                          penalty_weight=lam, progress=False)
+                    net.eval()
+                    tr_acc, te_acc = accuracy(net, X, y), accuracy(net, Xt, ds.y_test)
+                    cos = template_cosine(net, Xt[:100])
+                    raw.append({"data": dname, "arch": arch, "lambda": round(lam, 4), "seed": s,
+                                "train_acc": tr_acc, "test_acc": te_acc, "gap": tr_acc - te_acc,
+                                "template_cos": cos})
+                if progress:
+                    rs = raw[-len(seeds):]
+                    am, asd = mean_std([r["test_acc"] for r in rs])
+                    print(f"[{NAME}] {dname} {arch} λ={lam:.3g}: test {am:.4f}±{asd:.4f} "
+                          f"gap {mean_std([r['gap'] for r in rs])[0]:.4f} "
+                          f"cos {mean_std([r['template_cos'] for r in rs])[0]:.3f}", flush=True)
     summary = []
     combos = [(d, a) for d in DATASETS for a in ARCHS]
     for dname, arch in combos:
@@ -159,8 +110,6 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0, progress: bool = T
     for ax, key in zip(axes[0], ("test_acc", "template_cos")):
         for dname, arch in combos:
             rows = [r for r in raw if r["data"] == dname and r["arch"] == arch]
-            if not rows:
-                continue
             lam_vals = sorted({r["lambda"] for r in rows})
             means = [mean_std([r[key] for r in rows if r["lambda"] == lv]) for lv in lam_vals]
             ax.errorbar(lam_vals, [m for m, _ in means], [s for _, s in means], marker="o",
