@@ -15,17 +15,17 @@ forward pass and one reverse pass per sign vector through that graph; a model wi
 statistics is never tiled. The loss can share the penalty's forward pass
 (``return_outputs=True``): tiled, the outputs of the first copy, which is the batch itself.
 Measured on a small digits CNN (batch 64, C = 10, one thread, ``benchmarks/regularizers.py``,
-two runs), one training step with the penalty costs, relative to the plain cross-entropy
-step: orthogonality exact 8.7–9.1×, random 3.2–3.5× / 4.5–4.8× / 7.1–7.4× (1 / 2 / 4
-probes), and with the shared forward 2.7–2.8× / 3.9–4.1× (1 / 2 probes); Hessian exact
-11.8–13.0×, random 3.3–3.7× / 4.6–4.9× (1 / 2 probes), with the shared forward 2.7–2.8× /
-4.1–4.2×. Double backpropagation is the floor: the forward pass over the tiled rows, a
+three runs), one training step with the penalty costs, relative to the plain cross-entropy
+step: orthogonality exact 8.2–9.1×, random 3.2–3.5× / 4.2–4.8× / 7.0–7.4× (1 / 2 / 4
+probes), and with the shared forward 2.4–2.8× / 3.6–4.1× (1 / 2 probes); Hessian exact
+11.4–13.0×, random 3.3–3.7× / 4.6–4.9× (1 / 2 probes), with the shared forward 2.6–2.8× /
+3.6–4.2×. Double backpropagation is the floor: the forward pass over the tiled rows, a
 reverse pass with a graph, and the backward of both, whose second-order part also runs
 back through the whole forward graph (ReLU and max-pool send zeros there). A cheaper
 step on average comes from evaluating the penalty less often: lazy regularization
 (``train(..., penalty_every=k)``, weight ×k; the penalized step itself costs as above)
-averages 1.40–1.43× per step (random orthogonality, 2 probes, shared forward, k = 8) and
-1.95–1.96× / 1.4–1.6× (random Hessian, 1 probe, shared forward, k = 2 / 4).
+averages 1.36–1.43× per step (random orthogonality, 2 probes, shared forward, k = 8) and
+1.74–1.96× / 1.38–1.6× (random Hessian, 1 probe, shared forward, k = 2 / 4).
 """
 
 from __future__ import annotations
