@@ -89,8 +89,9 @@ class Rows:
 
     Row ``r < R`` holds ``cnt[r]`` vertex ids ``P[r, :cnt[r]]``, padded to the full width
     with its first vertex (so the entry after the last is the first: successors are a column
-    shift, and a padding edge joins a vertex to itself), with packed edge labels
-    ``LAB`` (:func:`pack_label`; padding labels are unused), the row's ``origin`` (region of the previous layer) and
+    shift, and a padding edge joins a vertex to itself), with packed edge labels ``LAB``
+    (:func:`pack_label`; padding labels are unused), the row's ``origin`` (region of the
+    previous layer) and
     ``ptr`` (position in the list of functions still to try on the row, see
     :func:`~maxaffine.partition._engine._cut_sign`). :meth:`take` gathers rows as :class:`Polys`;
     :meth:`replace` writes the polygons cut from those rows back: the first piece of each
