@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ..affine import Codes
 from ..errors import BudgetWarning, InputError
 from ..trace import Trace, trace
+from ._arrange import cut_all
 from ._mesh import TOL, Mesh, Polys, Rows, pack_label
 from ._network import Evaluator, switch_of
 from .partition import Level, Partition
@@ -96,6 +97,10 @@ def _crossing_sums(S: csr_matrix, Zt: np.ndarray, thr: float) -> np.ndarray:
     return out
 
 
+#: Whether :func:`_cut_sign` tries the one-pass cut first (tests switch it off to compare
+#: the two algorithms).
+_ONE_PASS = True
+
 #: Most candidate functions tested per row and round in :func:`_cut_sign`.
 _WINDOW = 16
 
@@ -127,18 +132,24 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
     eps = mesh.tol * np.abs(Zt).max(0)
     unit = np.where(eps > 0, eps, 1.0)
     Zt /= unit
-    rows = Rows(polys)
     # half the cut tolerance, so that every function a cut will find crossing an edge is
     # listed for the regions on both sides despite rounding in interpolated vertex values
     origin_of, flat = np.nonzero(_crossing_sums(S, Zt, 0.5))
     stopped = False
-    if len(flat):
+    cut = None
+    if len(flat) and budget is None and _ONE_PASS:
+        cut = cut_all(mesh, polys, origin_of, flat, pack_label(li, sw.unit))
+    if cut is not None:
+        polys = cut
+    elif len(flat):
+        rows = Rows(polys)
         # room for a typical layer's new vertices in one copy (at most doubling the table:
         # a long candidate list must not reserve rows of F values it may never use)
         mesh.reserve(min(2 * len(flat), mesh.n))
         stopped = _rounds(mesh, rows, origin_of, flat, pack_label(li, sw.unit), budget)
+        polys = rows.polys()
     mesh.Z[: mesh.n] *= unit
-    return rows.polys(), stopped
+    return polys, stopped
 
 
 def _rounds(mesh: Mesh, rows: Rows, origin_of: np.ndarray, flat: np.ndarray, labels: np.ndarray,

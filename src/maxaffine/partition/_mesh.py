@@ -377,8 +377,9 @@ class Mesh:
         for A in (self.V, self.Z) if self.Z.shape[1] else (self.V,):
             # in place: A[new] = A[lo] + lam (A[hi] - A[lo]); new rows are past lo and hi
             out = A[n0:n0 + k]
-            low = A[lo]
-            np.take(A, hi, axis=0, out=out, mode="clip")
+            src = A[:n0]  # disjoint from ``out``: numpy would otherwise copy all of A first
+            low = np.take(src, lo, axis=0)
+            np.take(src, hi, axis=0, out=out, mode="clip")
             out -= low
             out *= lam
             out += low
