@@ -129,7 +129,7 @@ def _by_angle(face: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray | 
 
 
 def cut_all(mesh: Mesh, polys: Polys, origin_of: np.ndarray, flat: np.ndarray,
-            labels: np.ndarray) -> Polys | None:
+            labels: np.ndarray, budget: int | None = None) -> Polys | None:
     """Cut every polygon by all its listed lines at once (see the module docstring).
 
     ``mesh.Z`` holds the layer's function values in units of their snapping tolerance;
@@ -137,8 +137,17 @@ def cut_all(mesh: Mesh, polys: Polys, origin_of: np.ndarray, flat: np.ndarray,
     (sorted by polygon, then function, as :func:`numpy.nonzero` gives them) and
     ``labels[f]`` is the packed edge label of function ``f``. Returns the new polygons
     (``origin`` = the polygon cut) with the new vertices appended to the mesh, or None,
-    with the mesh untouched, when the layer is not in general position or too large.
+    with the mesh as it was, when the layer is not in general position, too large, or
+    would exceed ``budget`` regions (the rounds then stop at the budget).
     """
+    n = mesh.n
+    out = _cut_all(mesh, polys, origin_of, flat, labels, budget)
+    if out is None:
+        mesh.n = n  # drop the vertices appended so far
+    return out
+
+
+def _cut_all(mesh, polys, origin_of, flat, labels, budget):
     n, F = mesh.n, mesh.Z.shape[1]
     if n * n * F >= 1 << 62:  # edge-and-line keys must fit in int64
         return None
@@ -169,17 +178,16 @@ def cut_all(mesh: Mesh, polys: Polys, origin_of: np.ndarray, flat: np.ndarray,
     inv, first = _groups((np.minimum(ca, cb) * n + np.maximum(ca, cb)) * F + fc)
     X = len(first)
     later = lines.start[origin_of + 1] - np.arange(P) - 1
-    Q = int(later.sum())
-    if Q > MAX_ENTRIES:
+    if int(later.sum()) > MAX_ENTRIES:
         return None
-    # new vertices go past the table's end; mesh.n moves only once the cut is accepted
-    mesh.reserve(X + Q)
+    mesh.reserve(X)
     up = gca[first] > 0
     lo = np.where(up, ca[first], cb[first])
     hi = np.where(up, cb[first], ca[first])
     glo = np.where(up, gca[first], gcb[first])
     lam = (glo / (glo - np.where(up, gcb[first], gca[first])))[:, None]
     _interpolate(mesh, n, lo, hi, lam)
+    mesh.n = n + X
     x1, x2 = n + inv[0::2], n + inv[1::2]  # the chord of each pair, in polygon order
     # -- crossings of two lines of one polygon: on the first one's chord, or not at all
     pp = np.repeat(np.arange(P), later)
@@ -191,10 +199,14 @@ def cut_all(mesh: Mesh, polys: Polys, origin_of: np.ndarray, flat: np.ndarray,
     inside = np.flatnonzero((z1 > 0) != (z2 > 0))
     pp, qq, z1, z2 = pp[inside], qq[inside], z1[inside], z2[inside]
     Y = len(pp)
+    crossed = np.flatnonzero(lines.k > 0)
+    if budget is not None and polys.n + P + Y > budget:
+        return None
+    mesh.reserve(Y)
     _interpolate(mesh, n + X, x1[pp], x2[pp], (z1 / (z1 - z2))[:, None])
+    mesh.n = n + X + Y
     V, Z = mesh.V, mesh.Z
     # -- incidences: (vertex, region, sign vector) of every corner of every face
-    crossed = np.flatnonzero(lines.k > 0)
     ent1 = _ranges(off[crossed], polys.counts[crossed])
     reg1 = np.repeat(crossed, polys.counts[crossed])
     pair_c = np.repeat(np.arange(P), cnt_p)[ci]
@@ -239,15 +251,16 @@ def cut_all(mesh: Mesh, polys: Polys, origin_of: np.ndarray, flat: np.ndarray,
     counts = np.bincount(face, minlength=n_faces)
     cx = np.bincount(face, xy[:, 0], n_faces) / counts
     cy = np.bincount(face, xy[:, 1], n_faces) / counts
-    order = _by_angle(face, xy[:, 0] - cx[face], xy[:, 1] - cy[face])
+    dx, dy = xy[:, 0] - cx[face], xy[:, 1] - cy[face]
+    order = _by_angle(face, dx, dy)
     if order is None or counts.min() < 3:
         return None
     fstart = np.cumsum(counts) - counts
     nxt = np.arange(1, rows + 1)
     nxt[fstart + counts - 1] = fstart
     nxt = order[nxt]
-    x, y = np.take(xy, order, axis=0), np.take(xy, nxt, axis=0)
-    cross = x[:, 0] * y[:, 1] - x[:, 1] * y[:, 0]
+    # twice the signed areas, from corners relative to the centroid (no cancellation)
+    cross = dx[order] * dy[nxt] - dy[order] * dx[nxt]
     if np.any(np.bincount(face[order], cross, n_faces) <= 0):
         return None
     # -- edge labels: the line both ends lie on, else the polygon edge the corner starts
@@ -262,5 +275,4 @@ def cut_all(mesh: Mesh, polys: Polys, origin_of: np.ndarray, flat: np.ndarray,
     el, eu = unpack_label(lab)
     faces = Polys(counts, vid[order], el, eu, polys.origin[rs[fstart]],
                   np.zeros(n_faces, np.int64))
-    mesh.n = n + X + Y
     return Polys.concat([polys.take(np.flatnonzero(lines.k == 0)), faces])

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.sparse import csr_matrix
 from tqdm.auto import tqdm
 
 from ..affine import Codes
@@ -79,7 +78,7 @@ def _blocks(F: int, rows: Rows, per: int = 1):
 _BELOW = 1 << 20
 
 
-def _crossing_sums(S: csr_matrix, Zt: np.ndarray, thr: float) -> np.ndarray:
+def _crossing_sums(S: _Summing, Zt: np.ndarray, thr: float) -> np.ndarray:
     """(R, F) bool: polygon ``r`` (row of the vertex-summing matrix ``S``) has vertices
     above ``thr`` and below ``-thr`` for function ``f``. Both counts come from one sparse
     product (counts below weighted by :data:`_BELOW`, exact in float64); blocked over
@@ -91,7 +90,7 @@ def _crossing_sums(S: csr_matrix, Zt: np.ndarray, thr: float) -> np.ndarray:
         Zb = Zt[:, i:i + step]
         sides = (Zb > thr).astype(np.float64)
         sides += _BELOW * (Zb < -thr)
-        cnt = np.asarray(S @ sides).astype(np.int64)
+        cnt = (S @ sides).astype(np.int64)
         out[:, i:i + step] = cnt >= _BELOW
         out[:, i:i + step] &= (cnt & (_BELOW - 1)) > 0
     return out
@@ -106,7 +105,7 @@ _WINDOW = 16
 
 
 def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
-              S: csr_matrix) -> tuple[Polys, bool]:
+              S: _Summing) -> tuple[Polys, bool]:
     """Cut by every function's zero line, in rounds that cut all rows at once.
 
     Each function is affine on every region of the previous layer, so its line crosses a
@@ -137,8 +136,8 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
     origin_of, flat = np.nonzero(_crossing_sums(S, Zt, 0.5))
     stopped = False
     cut = None
-    if len(flat) and budget is None and _ONE_PASS:
-        cut = cut_all(mesh, polys, origin_of, flat, pack_label(li, sw.unit))
+    if len(flat) and _ONE_PASS:
+        cut = cut_all(mesh, polys, origin_of, flat, pack_label(li, sw.unit), budget)
     if cut is not None:
         polys = cut
     elif len(flat):
@@ -213,7 +212,7 @@ class _Diff:
 
 
 def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
-                S: csr_matrix) -> tuple[Polys, bool]:
+                S: _Summing) -> tuple[Polys, bool]:
     """Cut into the argmax cells of every max unit (max-pool window, maxout group).
 
     A region needs cutting for unit ``k`` iff the argmax over the window differs between its
@@ -406,13 +405,37 @@ def _unit_inputs(ev: Evaluator, mesh: Mesh, prev: tuple | None, name: str) -> li
     return ev.unit_inputs(mesh.vertices, name)
 
 
-def _summing(p: Polys, n: int) -> csr_matrix:
-    """Sparse (R, n) matrix summing vertex rows over each polygon (np.add.reduceat along
-    rows is an order of magnitude slower)."""
-    return csr_matrix((np.ones(len(p.pv)), p.pv, p.offsets), shape=(p.n, n))
+class _Summing:
+    """The sparse (R, n) matrix summing rows ``cols[offsets[r]:offsets[r + 1]]`` of an
+    (n, k) array for each polygon ``r``; ``S @ A`` returns a numpy array.
+
+    A CSR product, in torch: np.add.reduceat along rows is an order of magnitude slower,
+    scipy's CSR product about twice as slow (and building a scipy matrix checks its
+    indices)."""
+
+    def __init__(self, offsets: np.ndarray, cols: np.ndarray, n: int):
+        self.offsets, self.cols, self.n = offsets, cols, n
+        self.shape = (len(offsets) - 1, n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            self._t = torch.sparse_csr_tensor(
+                torch.from_numpy(offsets), torch.from_numpy(cols),
+                torch.ones(len(cols), dtype=torch.float64), self.shape, check_invariants=False)
+
+    def rows(self, i: int, j: int) -> "_Summing":
+        o = self.offsets
+        return _Summing(o[i:j + 1] - o[i], self.cols[o[i]:o[j]], self.n)
+
+    def __matmul__(self, A: np.ndarray) -> np.ndarray:
+        return (self._t @ torch.from_numpy(A)).numpy()
 
 
-def _region_codes(sw, Z: np.ndarray, p: Polys, S: csr_matrix) -> torch.Tensor | None:
+def _summing(p: Polys, n: int) -> _Summing:
+    """Sums of vertex rows over each polygon of ``p``."""
+    return _Summing(p.offsets, p.pv, n)
+
+
+def _region_codes(sw, Z: np.ndarray, p: Polys, S: _Summing) -> torch.Tensor | None:
     """Codes of the layer on each polygon, from the mean of its vertex values (the values
     are affine on the polygon, so this is their value at the vertex centroid; ``S`` sums
     vertex rows over polygons). Chunked over polygons; None when the switch cannot map
@@ -423,8 +446,8 @@ def _region_codes(sw, Z: np.ndarray, p: Polys, S: csr_matrix) -> torch.Tensor | 
     out = []
     for i in range(0, max(p.n, 1), step):
         j = min(i + step, p.n)
-        Si = S if i == 0 and j == p.n else S[i:j]  # slicing a csr matrix is not free
-        code = sw.code_of(np.asarray(Si @ Z) / p.counts[i:j, None])
+        Si = S if i == 0 and j == p.n else S.rows(i, j)
+        code = sw.code_of((Si @ Z) / p.counts[i:j, None])
         if code is None:
             return None
         out.append(code)
@@ -467,7 +490,7 @@ def _output_maps(slc, ev, p, V, interior, y0, yv, codes) -> tuple[np.ndarray, np
     np.multiply(X[:, 1], X[:, 1], out=Q[:, 2])
     np.multiply(X[:, :1], Y, out=Q[:, 3:3 + C])
     np.multiply(X[:, 1:], Y, out=Q[:, 3 + C:])
-    sums = csr_matrix((np.ones(M), np.arange(M), p.offsets), shape=(R, M)) @ Q
+    sums = _Summing(p.offsets, np.arange(M), M) @ Q
     sxx, sxy, syy = sums[:, 0], sums[:, 1], sums[:, 2]
     t0, t1 = sums[:, 3:3 + C], sums[:, 3 + C:]
     det = sxx * syy - sxy * sxy
