@@ -54,11 +54,11 @@ class _Lines:
 
     def values(self, Z: np.ndarray, vid: np.ndarray, reg: np.ndarray):
         """(N, kmax) values of region ``reg[i]``'s lines at vertex ``vid[i]`` of table ``Z``
-        (n, F), and the mask of real (not padding) columns."""
+        (n, F), the mask of real (not padding) columns, and the functions."""
         J = self.start[reg][:, None] + self.cols
         ok = J < self.start[reg + 1][:, None]
         f = self.fn[np.minimum(J, len(self.fn) - 1)]
-        return np.take(Z.reshape(-1), vid[:, None] * Z.shape[1] + f), ok
+        return np.take(Z.reshape(-1), vid[:, None] * Z.shape[1] + f), ok, f
 
 
 def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,11 +129,12 @@ def _by_angle(face: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray | 
 
 
 def cut_all(mesh: Mesh, polys: Polys, origin_of: np.ndarray, flat: np.ndarray,
-            labels: np.ndarray, budget: int | None = None) -> Polys | None:
+            labels: np.ndarray, tol: np.ndarray, budget: int | None = None) -> Polys | None:
     """Cut every polygon by all its listed lines at once (see the module docstring).
 
-    ``mesh.Z`` holds the layer's function values in units of their snapping tolerance;
-    ``(origin_of[i], flat[i])`` lists function ``flat[i]`` for polygon ``origin_of[i]``
+    ``mesh.Z`` holds the layer's function values, ``tol[f]`` the snapping tolerance of
+    function ``f`` (a value with ``|z| <= tol[f]`` lies on the line); ``(origin_of[i],
+    flat[i])`` lists function ``flat[i]`` for polygon ``origin_of[i]``
     (sorted by polygon, then function, as :func:`numpy.nonzero` gives them) and
     ``labels[f]`` is the packed edge label of function ``f``. Returns the new polygons
     (``origin`` = the polygon cut) with the new vertices appended to the mesh, or None,
@@ -141,13 +142,13 @@ def cut_all(mesh: Mesh, polys: Polys, origin_of: np.ndarray, flat: np.ndarray,
     would exceed ``budget`` regions (the rounds then stop at the budget).
     """
     n = mesh.n
-    out = _cut_all(mesh, polys, origin_of, flat, labels, budget)
+    out = _cut_all(mesh, polys, origin_of, flat, labels, tol, budget)
     if out is None:
         mesh.n = n  # drop the vertices appended so far
     return out
 
 
-def _cut_all(mesh, polys, origin_of, flat, labels, budget):
+def _cut_all(mesh, polys, origin_of, flat, labels, tol, budget):
     n, F = mesh.n, mesh.Z.shape[1]
     if n * n * F >= 1 << 62:  # edge-and-line keys must fit in int64
         return None
@@ -167,7 +168,7 @@ def _cut_all(mesh, polys, origin_of, flat, labels, budget):
     a, b = polys.pv[ent], polys.pv[succ]
     Zf = Z.reshape(-1)
     ga, gb = Zf[a * F + f_e], Zf[b * F + f_e]
-    if np.any(np.abs(ga) <= 1):
+    if np.any(np.abs(ga) <= tol[f_e]):
         return None  # a vertex lies on a line
     # no vertex on a listed line, and vertices beyond both sides: exactly two edges cross
     ci = np.flatnonzero((ga > 0) != (gb > 0))
@@ -193,8 +194,9 @@ def _cut_all(mesh, polys, origin_of, flat, labels, budget):
     pp = np.repeat(np.arange(P), later)
     qq = _ranges(np.arange(P) + 1, later)
     Zf = mesh.Z.reshape(-1)
-    z1, z2 = Zf[x1[pp] * F + flat[qq]], Zf[x2[pp] * F + flat[qq]]
-    if np.any(np.abs(z1) <= 1) or np.any(np.abs(z2) <= 1):
+    fq = flat[qq]
+    z1, z2 = Zf[x1[pp] * F + fq], Zf[x2[pp] * F + fq]
+    if np.any(np.abs(z1) <= tol[fq]) or np.any(np.abs(z2) <= tol[fq]):
         return None  # a line through another's crossing with an edge
     inside = np.flatnonzero((z1 > 0) != (z2 > 0))
     pp, qq, z1, z2 = pp[inside], qq[inside], z1[inside], z2[inside]
@@ -215,18 +217,18 @@ def _cut_all(mesh, polys, origin_of, flat, labels, budget):
     rows = len(ent1) + 4 * P + 4 * Y
     if rows * max(lines.kmax, 1) > MAX_ENTRIES:
         return None
-    v1, ok1 = lines.values(Z, polys.pv[ent1], reg1)
-    v2, ok2 = lines.values(Z, n + inv, reg2)
-    v3, ok3 = lines.values(Z, n + X + np.arange(Y), reg3)
+    vid = np.concatenate([polys.pv[ent1], n + inv, n + X + np.arange(Y)])
+    vals, ok, fns = lines.values(Z, vid, np.concatenate([reg1, reg2, reg3]))
+    pos = (vals > 0) & ok
+    i2, i3 = len(ent1), len(ent1) + 2 * P
     lp, lq = lines.local(pp), lines.local(qq)
-    near = (np.abs(v3) <= 1) & ok3
+    near = (np.abs(vals[i3:]) <= tol[fns[i3:]]) & ok[i3:]
     near[np.arange(Y), lp] = False
     near[np.arange(Y), lq] = False
     if near.any():
         return None  # three lines through a point
     l2 = lines.local(pair_c)
-    s2 = (v2 > 0) & ok2
-    s3 = (v3 > 0) & ok3
+    s2, s3 = pos[i2:i3], pos[i3:]
     sides2 = [s2.copy() for _ in range(2)]
     for bit, s in enumerate(sides2):
         s[np.arange(2 * P), l2] = bool(bit)
@@ -234,9 +236,9 @@ def _cut_all(mesh, polys, origin_of, flat, labels, budget):
     for bits, s in enumerate(sides3):
         s[np.arange(Y), lp] = bool(bits & 1)
         s[np.arange(Y), lq] = bool(bits & 2)
-    signs = np.concatenate([(v1 > 0) & ok1] + sides2 + sides3)
+    signs = np.concatenate([pos[:i2]] + sides2 + sides3)
     reg = np.concatenate([reg1, reg2, reg2] + [reg3] * 4)
-    vid = np.concatenate([polys.pv[ent1]] + [n + inv] * 2 + [n + X + np.arange(Y)] * 4)
+    vid = np.concatenate([vid[:i2]] + [vid[i2:i3]] * 2 + [vid[i3:]] * 4)
     xy = np.take(V, vid, axis=0)  # (fancy indexing of a 2-column array is far slower)
     none2, none3 = np.full(2 * P, -1), np.full(Y, -1)
     on1 = np.concatenate([np.full(len(ent1), -1), l2, l2] + [lp] * 4)

@@ -78,18 +78,18 @@ def _blocks(F: int, rows: Rows, per: int = 1):
 _BELOW = 1 << 20
 
 
-def _crossing_sums(S: _Summing, Zt: np.ndarray, thr: float) -> np.ndarray:
+def _crossing_sums(S: _Summing, Zt: np.ndarray, thr: np.ndarray) -> np.ndarray:
     """(R, F) bool: polygon ``r`` (row of the vertex-summing matrix ``S``) has vertices
-    above ``thr`` and below ``-thr`` for function ``f``. Both counts come from one sparse
+    above ``thr[f]`` and below ``-thr[f]`` for function ``f``. Both counts come from one sparse
     product (counts below weighted by :data:`_BELOW`, exact in float64); blocked over
     functions."""
     n, F = Zt.shape
     out = np.empty((S.shape[0], F), bool)
     step = max(1, _BLOCK // max(1, n))
     for i in range(0, F, step):
-        Zb = Zt[:, i:i + step]
-        sides = (Zb > thr).astype(np.float64)
-        sides += _BELOW * (Zb < -thr)
+        Zb, tb = Zt[:, i:i + step], thr[i:i + step]
+        sides = (Zb > tb).astype(np.float64)
+        sides += _BELOW * (Zb < -tb)
         cnt = (S @ sides).astype(np.int64)
         out[:, i:i + step] = cnt >= _BELOW
         out[:, i:i + step] &= (cnt & (_BELOW - 1)) > 0
@@ -126,29 +126,28 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
     Zt = mesh.Z[: mesh.n]
     if Zt.shape[1] == 0 or polys.n == 0:
         return polys, False
-    # values in units of each function's snapping tolerance (the cut is scale invariant):
-    # "on the line" is then |z| <= 1 for every function
-    eps = mesh.tol * np.abs(Zt).max(0)
+    # each function's snapping tolerance: a vertex with |z| <= unit lies on its line
+    eps = mesh.tol * np.maximum(Zt.max(0), -Zt.min(0))
     unit = np.where(eps > 0, eps, 1.0)
-    Zt /= unit
     # half the cut tolerance, so that every function a cut will find crossing an edge is
     # listed for the regions on both sides despite rounding in interpolated vertex values
-    origin_of, flat = np.nonzero(_crossing_sums(S, Zt, 0.5))
-    stopped = False
-    cut = None
-    if len(flat) and _ONE_PASS:
-        cut = cut_all(mesh, polys, origin_of, flat, pack_label(li, sw.unit), budget)
-    if cut is not None:
-        polys = cut
-    elif len(flat):
-        rows = Rows(polys)
-        # room for a typical layer's new vertices in one copy (at most doubling the table:
-        # a long candidate list must not reserve rows of F values it may never use)
-        mesh.reserve(min(2 * len(flat), mesh.n))
-        stopped = _rounds(mesh, rows, origin_of, flat, pack_label(li, sw.unit), budget)
-        polys = rows.polys()
+    origin_of, flat = np.nonzero(_crossing_sums(S, Zt, 0.5 * unit))
+    if len(flat) == 0:
+        return polys, False
+    labels = pack_label(li, sw.unit)
+    if _ONE_PASS:
+        cut = cut_all(mesh, polys, origin_of, flat, labels, unit, budget)
+        if cut is not None:
+            return cut, False
+    # the rounds work in units of each function's tolerance (the cut is scale invariant)
+    Zt /= unit
+    rows = Rows(polys)
+    # room for a typical layer's new vertices in one copy (at most doubling the table: a
+    # long candidate list must not reserve rows of F values it may never use)
+    mesh.reserve(min(2 * len(flat), mesh.n))
+    stopped = _rounds(mesh, rows, origin_of, flat, labels, budget)
     mesh.Z[: mesh.n] *= unit
-    return polys, stopped
+    return rows.polys(), stopped
 
 
 def _rounds(mesh: Mesh, rows: Rows, origin_of: np.ndarray, flat: np.ndarray, labels: np.ndarray,
@@ -480,10 +479,11 @@ def _output_maps(slc, ev, p, V, interior, y0, yv, codes) -> tuple[np.ndarray, np
     C = yv.shape[1]
     M = len(p.pv)
     rep = np.repeat(np.arange(R), p.counts)
-    X = V[p.pv]
-    X -= interior[rep]
-    Y = yv[p.pv]
-    Y -= y0[rep]
+    # (np.take: fancy indexing of narrow 2D arrays is several times slower)
+    X = np.take(V, p.pv, axis=0)
+    X -= np.take(interior, rep, axis=0)
+    Y = np.take(yv, p.pv, axis=0)
+    Y -= np.take(y0, rep, axis=0)
     # per-entry products, summed over each polygon's entries by one sparse product
     Q = np.empty((M, 3 + 2 * C))
     np.multiply(X[:, :1], X, out=Q[:, :2])

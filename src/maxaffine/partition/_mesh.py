@@ -210,6 +210,8 @@ class Mesh:
     def set_values(self, Z: np.ndarray) -> None:
         """Values (n, F) of the cutting functions of the next layer at all vertices, one row
         per vertex (new vertices interpolate whole rows)."""
+        self.Z = np.empty((self.cap, 0))  # the old values go: nothing to copy when growing
+        self.reserve(max(1024, self.n // 2))  # room for a layer's typical new vertices
         buf = np.empty((self.cap, Z.shape[1]))
         buf[: self.n] = Z
         self.Z = buf
