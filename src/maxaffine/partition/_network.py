@@ -118,7 +118,10 @@ def switch_of(tr, name: str, ctx: NodeContext) -> Switch:
     ushape = tuple(ctx.u.shape[1:]) if isinstance(ctx.u, torch.Tensor) else ()
     if isinstance(rule, TwoSlopeRule):
         U = math.prod(node.shape)
-        return Switch("sign", U, ctx, rule, fn=_flat, unit=np.arange(U),
+        code_of = None
+        if type(rule).code is TwoSlopeRule.code:  # u > 0, without building a node context
+            code_of = lambda Z: torch.from_numpy(Z > 0).reshape((len(Z),) + ushape)  # noqa: E731
+        return Switch("sign", U, ctx, rule, fn=_flat, unit=np.arange(U), code_of=code_of,
                       ins_of=lambda Z: [Z.reshape((len(Z),) + ushape)])
     if isinstance(rule, ClampRule):
         lo, hi = rule.bounds(ctx)
