@@ -86,16 +86,13 @@ def _interpolate(mesh: Mesh, at: int, lo: np.ndarray, hi: np.ndarray, lam: np.nd
         out += low
 
 
-def _face_ids(signs: np.ndarray, reg: np.ndarray, kmax: int) -> tuple[np.ndarray, int]:
-    """Ids of the distinct (region, sign vector) rows, and their number."""
+def _face_ids(signs: np.ndarray, reg: np.ndarray) -> tuple[np.ndarray, int]:
+    """Ids of the distinct (region, sign vector) rows of a bool table, and their number."""
     words = np.packbits(signs, axis=1, bitorder="little")
     pad = -words.shape[1] % 8
     if pad:
         words = np.concatenate([words, np.zeros((len(words), pad), np.uint8)], axis=1)
     words = np.ascontiguousarray(words).view("<i8")
-    if int(reg.max(initial=0)).bit_length() + kmax <= 62:  # one int64 key per row
-        face, first = _groups((reg << kmax) | words[:, 0])
-        return face, len(first)
     order = np.lexsort([*words.T, reg])
     ws, rs = words[order], reg[order]
     new = np.ones(len(reg), bool)
@@ -103,6 +100,39 @@ def _face_ids(signs: np.ndarray, reg: np.ndarray, kmax: int) -> tuple[np.ndarray
     face = np.empty(len(reg), np.int64)
     face[order] = np.cumsum(new) - 1
     return face, int(new.sum())
+
+
+def _incident_faces(pos: np.ndarray, reg: np.ndarray, i2: int, i3: int, l2: np.ndarray,
+                    lp: np.ndarray, lq: np.ndarray, kmax: int) -> tuple[np.ndarray, int]:
+    """Face ids of every corner incidence, and the number of faces.
+
+    ``pos`` (N, kmax) holds the signs (value > 0) of each vertex occurrence for its region's
+    lines: rows ``[0, i2)`` region vertices, ``[i2, i3)`` edge crossings (of local line
+    ``l2``), ``[i3, N)`` inner crossings (of local lines ``lp`` and ``lq``). The incidence
+    rows are the region vertices, the edge crossings twice (line ``l2`` negative, then
+    positive) and the inner crossings four times (``lp`` / ``lq`` negative-negative,
+    positive-negative, negative-positive, positive-positive). When region and sign bits fit
+    one int64 the variants are bit operations on one key per occurrence; otherwise the sign
+    table is expanded and grouped word by word.
+    """
+    if int(reg.max(initial=0)).bit_length() + kmax <= 62:
+        base = (pos.astype(np.int64) << np.arange(kmax)).sum(1) | (reg << kmax)
+        b2, m2 = base[i2:i3], np.left_shift(1, l2)
+        mp, mq = np.left_shift(1, lp), np.left_shift(1, lq)
+        b3 = base[i3:] & ~(mp | mq)
+        face, first = _groups(np.concatenate([base[:i2], b2 & ~m2, b2 | m2, b3, b3 | mp,
+                                              b3 | mq, b3 | mp | mq]))
+        return face, len(first)
+    s2, s3 = pos[i2:i3], pos[i3:]
+    sides2 = [s2.copy() for _ in range(2)]
+    for bit, s in enumerate(sides2):
+        s[np.arange(len(s2)), l2] = bool(bit)
+    sides3 = [s3.copy() for _ in range(4)]
+    for bits, s in enumerate(sides3):
+        s[np.arange(len(s3)), lp] = bool(bits & 1)
+        s[np.arange(len(s3)), lq] = bool(bits & 2)
+    rows = np.concatenate([reg[:i2], reg[i2:i3], reg[i2:i3]] + [reg[i3:]] * 4)
+    return _face_ids(np.concatenate([pos[:i2]] + sides2 + sides3), rows)
 
 
 def _by_angle(face: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray | None:
@@ -218,7 +248,8 @@ def _cut_all(mesh, polys, origin_of, flat, labels, tol, budget):
     if rows * max(lines.kmax, 1) > MAX_ENTRIES:
         return None
     vid = np.concatenate([polys.pv[ent1], n + inv, n + X + np.arange(Y)])
-    vals, ok, fns = lines.values(Z, vid, np.concatenate([reg1, reg2, reg3]))
+    reg_occ = np.concatenate([reg1, reg2, reg3])
+    vals, ok, fns = lines.values(Z, vid, reg_occ)
     pos = (vals > 0) & ok
     i2, i3 = len(ent1), len(ent1) + 2 * P
     lp, lq = lines.local(pp), lines.local(qq)
@@ -228,15 +259,6 @@ def _cut_all(mesh, polys, origin_of, flat, labels, tol, budget):
     if near.any():
         return None  # three lines through a point
     l2 = lines.local(pair_c)
-    s2, s3 = pos[i2:i3], pos[i3:]
-    sides2 = [s2.copy() for _ in range(2)]
-    for bit, s in enumerate(sides2):
-        s[np.arange(2 * P), l2] = bool(bit)
-    sides3 = [s3.copy() for _ in range(4)]
-    for bits, s in enumerate(sides3):
-        s[np.arange(Y), lp] = bool(bits & 1)
-        s[np.arange(Y), lq] = bool(bits & 2)
-    signs = np.concatenate([pos[:i2]] + sides2 + sides3)
     reg = np.concatenate([reg1, reg2, reg2] + [reg3] * 4)
     vid = np.concatenate([vid[:i2]] + [vid[i2:i3]] * 2 + [vid[i3:]] * 4)
     xy = np.take(V, vid, axis=0)  # (fancy indexing of a 2-column array is far slower)
@@ -247,7 +269,7 @@ def _cut_all(mesh, polys, origin_of, flat, labels, tol, budget):
     out_lab = np.concatenate([edge_lab[ent1], edge_lab[ent[ci]], edge_lab[ent[ci]]]
                              + [none3] * 4)
     # -- faces: one per (region, sign vector), corners by angle about their centroid
-    face, n_faces = _face_ids(signs, reg, lines.kmax)
+    face, n_faces = _incident_faces(pos, reg_occ, i2, i3, l2, lp, lq, lines.kmax)
     if n_faces != len(crossed) + P + Y:
         return None
     counts = np.bincount(face, minlength=n_faces)
