@@ -106,11 +106,16 @@ _WINDOW = 16
 
 def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
               S: _Summing) -> tuple[Polys, bool]:
-    """Cut by every function's zero line, in rounds that cut all rows at once.
+    """Cut by every function's zero line: in one pass when the layer is in general
+    position, else in rounds that cut all rows at once.
 
     Each function is affine on every region of the previous layer, so its line crosses a
     region iff the region has vertices strictly on both sides. One blocked pass lists, for
-    every previous region, the functions crossing it (in increasing order). A row then works
+    every previous region, the functions crossing it (in increasing order). The one pass
+    (:func:`~maxaffine.partition._arrange.cut_all`) builds every region's arrangement of
+    its listed lines at once; it declines (a vertex or a crossing within tolerance of a
+    line, three lines through a point, a table too large, the budget) and the rounds,
+    which snap such events, take the layer instead. In the rounds a row then works
     through its region's list: in each round every unfinished row tests its next few
     functions on its own vertices and is cut by the first that crosses it (the ones before
     it miss the row and all its future pieces), so one vectorized cut per round serves all
@@ -293,9 +298,12 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     from the previous piecewise layer's values at the vertices (one layer of work, as in
     regioncam) when the graph between them depends on nothing else, otherwise by a forward
     pass from the slice coordinates; crossing points and the values there follow by exact
-    linear interpolation along edges. Each region of the previous layer is cut only by the
-    lines that cross it, all regions in the same vectorized rounds; codes come from the
-    values at the vertices (argmax codes from a forward pass at region interiors). Float64
+    linear interpolation along edges and lines. Each region of the previous layer is cut
+    only by the lines that cross it, all regions at once: in general position the faces of
+    each region's line arrangement come from one vectorized pass (corners keyed by region
+    and sign vector), otherwise (vertices or crossings within ``tol`` of a line, concurrent
+    lines) from vectorized rounds of one line per region that snap such events. Codes come
+    from the values at the vertices (argmax codes from a forward pass at region interiors). Float64
     throughout. The output map of a region is solved from the outputs at its vertices
     (exact for affine maps; rounding amplified by at most ``1e5`` for regions thinner than
     ``1e-5`` of the slice scale, which instead use a fixed-code forward difference):
