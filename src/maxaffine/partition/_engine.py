@@ -457,7 +457,9 @@ def _region_codes(sw, Z: np.ndarray, p: Polys, S: _Summing) -> torch.Tensor | No
     for i in range(0, max(p.n, 1), step):
         j = min(i + step, p.n)
         Si = S if i == 0 and j == p.n else S.rows(i, j)
-        code = sw.code_of((Si @ Z) / p.counts[i:j, None])
+        mean = Si @ Z
+        mean /= p.counts[i:j, None]  # in place: no second (R, F) temporary
+        code = sw.code_of(mean)
         if code is None:
             return None
         out.append(code)

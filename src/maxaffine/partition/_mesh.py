@@ -186,6 +186,7 @@ class Mesh:
         self.V[:P] = domain
         self.n = P
         self.Z = np.zeros((self.cap, 0))
+        self._spare: np.ndarray | None = None  # a value buffer to reuse
         self.tol = tol
         self.n_snapped = 0
         self.polys = Polys(np.array([P], np.int64), np.arange(P, dtype=np.int64),
@@ -210,9 +211,13 @@ class Mesh:
     def set_values(self, Z: np.ndarray) -> None:
         """Values (n, F) of the cutting functions of the next layer at all vertices, one row
         per vertex (new vertices interpolate whole rows)."""
+        spare = self.Z if self.Z.shape[1] else self._spare
         self.Z = np.empty((self.cap, 0))  # the old values go: nothing to copy when growing
         self.reserve(max(1024, self.n // 2))  # room for a layer's typical new vertices
-        buf = np.empty((self.cap, Z.shape[1]))
+        # reuse the last layer's buffer when it fits: fresh pages cost a fault each
+        buf = spare if spare is not None and spare.shape == (self.cap, Z.shape[1]) else None
+        if buf is None:
+            buf = np.empty((self.cap, Z.shape[1]))
         buf[: self.n] = Z
         self.Z = buf
 
@@ -227,7 +232,7 @@ class Mesh:
         keep = np.flatnonzero(used)
         self.V[: len(keep)] = self.V[keep]
         self.n = len(keep)
-        self.Z = np.zeros((self.cap, 0))
+        self._spare, self.Z = self.Z, np.zeros((self.cap, 0))  # rows no longer match V
         self.polys.pv = new_id[self.polys.pv]
         return keep
 
