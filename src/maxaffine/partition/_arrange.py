@@ -116,7 +116,11 @@ def _incident_faces(pos: np.ndarray, reg: np.ndarray, i2: int, i3: int, l2: np.n
     table is expanded and grouped word by word.
     """
     if int(reg.max(initial=0)).bit_length() + kmax <= 62:
-        base = (pos.astype(np.int64) << np.arange(kmax)).sum(1) | (reg << kmax)
+        if kmax <= 52:  # a float product is exact below 2**53 and uses BLAS (~20x faster)
+            base = (pos @ np.ldexp(1.0, np.arange(kmax))).astype(np.int64)
+        else:
+            base = (pos.astype(np.int64) << np.arange(kmax)).sum(1)
+        base |= reg << kmax
         b2, m2 = base[i2:i3], np.left_shift(1, l2)
         mp, mq = np.left_shift(1, lp), np.left_shift(1, lq)
         b3 = base[i3:] & ~(mp | mq)
