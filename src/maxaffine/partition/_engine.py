@@ -144,7 +144,9 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
         cut = cut_all(mesh, polys, origin_of, flat, labels, unit, budget)
         if cut is not None:
             return cut, False
-    # the rounds work in units of each function's tolerance (the cut is scale invariant)
+    # the rounds work in units of each function's tolerance (the cut is scale invariant);
+    # re-read the table: a declined one pass may have moved it to a larger buffer
+    Zt = mesh.Z[: mesh.n]
     Zt /= unit
     rows = Rows(polys)
     # room for a typical layer's new vertices in one copy (at most doubling the table: a
