@@ -348,3 +348,19 @@ def test_partition_path_matches_dense_sampling():
         assert np.abs(path.output(tau[::101]) - y).max() < 1e-10
         assert path.arclength[-1] == pytest.approx(
             float(sum((x[(i + 1) % 3] - x[i]).norm() for i in range(3))))
+
+
+@pytest.mark.parametrize("seed", [27, 49, 52])
+def test_max_pool_ties_on_clamped_inputs_make_one_region_per_code(seed):
+    # hardtanh clamps several pooled inputs to the same value on whole regions: an exact tie
+    # that interpolated vertex values only approximate; each cell must still be one region
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(2, 8), nn.Hardtanh(-0.5, 0.5), nn.Unflatten(1, (1, 8)),
+                        nn.MaxPool1d(4), nn.Flatten(), nn.Linear(2, 1)).double()
+    slc = maxaffine.Slice.box((-3, 3, -3, 3))
+    part = maxaffine.partition_slice(net, slc, progress=False)
+    flat = maxaffine.Codes(part.codes).flat().numpy()
+    assert len(np.unique(flat, axis=0)) == part.n_regions
+    n, area = oracle_regions(net, slc)
+    assert part.n_regions == n and abs(area / slc.area - 1) < 1e-9
+    part.verify(1000, seed=seed)

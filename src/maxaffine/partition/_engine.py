@@ -271,7 +271,11 @@ def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
                                  float(pscale[k, p]))
         W2 = mesh.Z[sub.pv[:, None], idx[None]].T
         mean = np.add.reduceat(W2, sub.offsets[:-1], axis=1) / sub.counts[None]
-        group = sub.tag * len(idx) + mean.argmax(0)
+        # the cell is the first window element within tolerance of the largest, as the
+        # forward pass breaks exact ties (e.g. two inputs clamped to one value on a whole
+        # piece, whose interpolated vertex values differ only by rounding)
+        top = mean >= mean.max(0) - mesh.tol * float(pscale[k].max())
+        group = sub.tag * len(idx) + top.argmax(0)
         _, group = np.unique(group, return_inverse=True)
         merged = mesh.merge(sub, group.reshape(-1), n_before)
         rows.replace(cand, merged)
