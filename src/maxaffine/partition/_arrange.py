@@ -72,20 +72,6 @@ def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inv, order[new]
 
 
-def _interpolate(mesh: Mesh, at: int, lo: np.ndarray, hi: np.ndarray, lam: np.ndarray) -> None:
-    """Rows ``at, at + 1, ...`` of the vertex and value tables: ``A[lo] + lam (A[hi] - A[lo])``
-    (computed in place, as in :meth:`Mesh.cut_rows`)."""
-    k = len(lo)
-    for A in (mesh.V, mesh.Z):
-        out = A[at:at + k]
-        src = A[:at]  # disjoint from ``out``: numpy would otherwise copy all of A first
-        low = np.take(src, lo, axis=0)
-        np.take(src, hi, axis=0, out=out, mode="clip")
-        out -= low
-        out *= lam
-        out += low
-
-
 def _face_ids(signs: np.ndarray, reg: np.ndarray) -> tuple[np.ndarray, int]:
     """Ids of the distinct (region, sign vector) rows of a bool table, and their number."""
     words = np.packbits(signs, axis=1, bitorder="little")
@@ -221,7 +207,7 @@ def _cut_all(mesh, polys, origin_of, flat, labels, tol, budget):
     hi = np.where(up, cb[first], ca[first])
     glo = np.where(up, gca[first], gcb[first])
     lam = (glo / (glo - np.where(up, gcb[first], gca[first])))[:, None]
-    _interpolate(mesh, n, lo, hi, lam)
+    mesh.interpolate(n, lo, hi, lam)
     mesh.n = n + X
     x1, x2 = n + inv[0::2], n + inv[1::2]  # the chord of each pair, in polygon order
     # -- crossings of two lines of one polygon: on the first one's chord, or not at all
@@ -239,7 +225,7 @@ def _cut_all(mesh, polys, origin_of, flat, labels, tol, budget):
     if budget is not None and polys.n + P + Y > budget:
         return None
     mesh.reserve(Y)
-    _interpolate(mesh, n + X, x1[pp], x2[pp], (z1 / (z1 - z2))[:, None])
+    mesh.interpolate(n + X, x1[pp], x2[pp], (z1 / (z1 - z2))[:, None])
     mesh.n = n + X + Y
     V, Z = mesh.V, mesh.Z
     # -- incidences: (vertex, region, sign vector) of every corner of every face

@@ -208,6 +208,19 @@ class Mesh:
         Z[: self.n] = self.Z[: self.n]
         self.V, self.Z, self.cap = V, Z, cap
 
+    def interpolate(self, at: int, lo: np.ndarray, hi: np.ndarray, lam: np.ndarray) -> None:
+        """Write rows ``at, at + 1, ...`` of the vertex and value tables (capacity reserved,
+        ``lo`` and ``hi`` below ``at``): ``A[lo] + lam (A[hi] - A[lo])``, in place."""
+        k = len(lo)
+        for A in (self.V, self.Z) if self.Z.shape[1] else (self.V,):
+            out = A[at:at + k]
+            src = A[:at]  # disjoint from ``out``: numpy would otherwise copy all of A first
+            low = np.take(src, lo, axis=0)
+            np.take(src, hi, axis=0, out=out, mode="clip")
+            out -= low
+            out *= lam
+            out += low
+
     def set_values(self, Z: np.ndarray) -> None:
         """Values (n, F) of the cutting functions of the next layer at all vertices, one row
         per vertex (new vertices interpolate whole rows)."""
@@ -381,15 +394,7 @@ class Mesh:
         k = len(at)
         self.reserve(k)
         n0 = self.n
-        for A in (self.V, self.Z) if self.Z.shape[1] else (self.V,):
-            # in place: A[new] = A[lo] + lam (A[hi] - A[lo]); new rows are past lo and hi
-            out = A[n0:n0 + k]
-            src = A[:n0]  # disjoint from ``out``: numpy would otherwise copy all of A first
-            low = np.take(src, lo, axis=0)
-            np.take(src, hi, axis=0, out=out, mode="clip")
-            out -= low
-            out *= lam
-            out += low
+        self.interpolate(n0, lo, hi, lam)
         self.n = n0 + k
         # both pieces at once: rows [0, c) keep the positive side, [c, 2c) the negative
         keep = np.concatenate([valid & ~neg, valid & ~pos])
