@@ -364,3 +364,26 @@ def test_max_pool_ties_on_clamped_inputs_make_one_region_per_code(seed):
     n, area = oracle_regions(net, slc)
     assert part.n_regions == n and abs(area / slc.area - 1) < 1e-9
     part.verify(1000, seed=seed)
+
+
+def test_max_pool_near_tie_of_two_inputs_keeps_its_thin_cell():
+    # pool inputs 0.5x, 0.5x + 1e-9 (x - y) and 0.5x - 5: the second beats the first only on
+    # the strip 0 < x - y < 1e-3, while the third sets a much larger difference scale; the
+    # tie tolerance must be that of the pair (1, 2), so the strip stays its own region
+    d = torch.float64
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3), nn.Unflatten(1, (1, 3)),
+                        nn.MaxPool1d(3), nn.Flatten(), nn.Linear(1, 1)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, -1], [1, 0], [0, 1], [0, 0]], dtype=d))
+        net[0].bias.copy_(torch.tensor([-1e-3, 10, 10, 10], dtype=d))
+        net[2].weight.copy_(torch.tensor([[0, 0.5, 0, -0.5], [0, 0.5 + 1e-9, -1e-9, -0.5],
+                                          [0, 0.5, 0, -1.0]], dtype=d))
+        net[2].bias.zero_()
+    slc = maxaffine.Slice.box((-1, 1, -1, 1))
+    part = maxaffine.partition_slice(net, slc, progress=False)
+    # the ReLU line x - y = 1e-3 and the pool line x = y (where the second input overtakes
+    # the first; the third never wins) are parallel: 3 strips (the region-walking oracle's
+    # qhull cannot place a point strictly inside a strip this thin)
+    assert part.n_regions == 3
+    assert abs(part.areas.sum() / slc.area - 1) < 1e-9
+    part.verify(20000)  # independent forward pass: every sample's code is a region's

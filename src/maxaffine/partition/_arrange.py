@@ -158,9 +158,12 @@ def cut_all(mesh: Mesh, polys: Polys, origin_of: np.ndarray, flat: np.ndarray,
     (sorted by polygon, then function, as :func:`numpy.nonzero` gives them) and
     ``labels[f]`` is the packed edge label of function ``f``. Returns the new polygons
     (``origin`` = the polygon cut) with the new vertices appended to the mesh, or None,
-    with the mesh as it was, when the layer is not in general position, too large, or
+    with ``mesh.n`` as it was (the tables may have been moved to larger buffers: re-read
+    them), when the layer is not in general position, too large, or
     would exceed ``budget`` regions (the rounds then stop at the budget).
     """
+    if len(flat) == 0:
+        return polys
     n = mesh.n
     out = _cut_all(mesh, polys, origin_of, flat, labels, tol, budget)
     if out is None:
@@ -172,7 +175,7 @@ def _cut_all(mesh, polys, origin_of, flat, labels, tol, budget):
     n, F = mesh.n, mesh.Z.shape[1]
     if n * n * F >= 1 << 62:  # edge-and-line keys must fit in int64
         return None
-    V, Z = mesh.V[:n], mesh.Z[:n]
+    Z = mesh.Z[:n]
     lines = _Lines(origin_of, flat, polys.n)
     P = len(flat)
     off = polys.offsets
@@ -270,12 +273,20 @@ def _cut_all(mesh, polys, origin_of, flat, labels, tol, budget):
     if order is None or counts.min() < 3:
         return None
     fstart = np.cumsum(counts) - counts
-    nxt = np.arange(1, rows + 1)
-    nxt[fstart + counts - 1] = fstart
-    nxt = order[nxt]
+    succ = np.arange(1, rows + 1)  # position of the next corner in the sorted rows
+    succ[fstart + counts - 1] = fstart
+    nxt = order[succ]
     # twice the signed areas, from corners relative to the centroid (no cancellation)
     cross = dx[order] * dy[nxt] - dy[order] * dx[nxt]
     if np.any(np.bincount(face[order], cross, n_faces) <= 0):
+        return None
+    # convex corners (collinear ones up to rounding): values that are not quite affine on a
+    # region could otherwise pass as a star-shaped face
+    ex, ey = dx[nxt] - dx[order], dy[nxt] - dy[order]  # edge from each sorted corner
+    prv = np.empty(rows, np.int64)
+    prv[succ] = np.arange(rows)
+    turn = ex[prv] * ey - ey[prv] * ex  # previous edge x this edge
+    if np.any(turn < -1e-9 * np.hypot(ex[prv], ey[prv]) * np.hypot(ex, ey)):
         return None
     # -- edge labels: the line both ends lie on, else the polygon edge the corner starts
     a1, a2, b1, b2 = on1[order], on2[order], on1[nxt], on2[nxt]

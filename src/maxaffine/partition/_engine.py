@@ -224,9 +224,11 @@ def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
     A region needs cutting for unit ``k`` iff the argmax over the window differs between its
     vertices: the window values are affine on the region, so if one of them is largest at
     every vertex it is largest on the whole (convex) region, and the code is constant there
-    (ties that hold on the whole region are broken the same way everywhere). These regions are found for all units in one blocked pass; per unit only the
-    pieces of those regions are split by all pairwise difference lines, regrouped by argmax
-    and merged back into convex cells.
+    (ties that hold on the whole region are broken the same way everywhere). These regions
+    are found for all units in one blocked pass; per unit only the pieces of those regions
+    are split by all pairwise difference lines, regrouped by argmax (the first element within
+    its pair's snapping tolerance of the largest, as the forward pass breaks exact ties) and
+    merged back into convex cells.
     """
     table = sw.table
     if polys.n == 0 or table.shape[0] == 0:
@@ -274,7 +276,14 @@ def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
         # the cell is the first window element within tolerance of the largest, as the
         # forward pass breaks exact ties (e.g. two inputs clamped to one value on a whole
         # piece, whose interpolated vertex values differ only by rounding)
-        top = mean >= mean.max(0) - mesh.tol * float(pscale[k].max())
+        # with each pair's own snapping tolerance (the one its difference line was cut with)
+        pair_tol = np.zeros((w, w))
+        for p, (i, j) in enumerate(pairs):
+            pair_tol[i, j] = pair_tol[j, i] = mesh.tol * pscale[k, p]
+        pos_k = np.flatnonzero(valid[k])
+        best = mean.argmax(0)
+        slack = pair_tol[np.ix_(pos_k, pos_k)][best].T  # (window, pieces)
+        top = mean >= mean[best, np.arange(mean.shape[1])] - slack
         group = sub.tag * len(idx) + top.argmax(0)
         _, group = np.unique(group, return_inverse=True)
         merged = mesh.merge(sub, group.reshape(-1), n_before)
