@@ -230,6 +230,7 @@ class Mesh:
         # reuse the last layer's buffer when it fits: fresh pages cost a fault each
         buf = spare if spare is not None and spare.shape == (self.cap, Z.shape[1]) else None
         if buf is None:
+            self._spare = spare = None  # do not hold a table of the wrong shape meanwhile
             buf = np.empty((self.cap, Z.shape[1]))
         buf[: self.n] = Z
         self.Z = buf
