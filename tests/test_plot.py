@@ -9,7 +9,6 @@ rad = ||μ||² + 2bᵀq) and the input data (anchor images).
 import doctest
 import subprocess
 import sys
-import time
 
 import matplotlib
 
@@ -197,16 +196,14 @@ def test_points_and_errors(part2d):
         plot.plot_anchor_images(part2d)
 
 
-def test_thousands_of_regions_draw_in_about_a_second():
+def test_thousands_of_regions_draw_as_one_collection():
+    # drawing time is measured in benchmarks/plot.py, not asserted here
     net = _mlp([2, 48, 48, 1], seed=0)
     part = maxaffine.partition_slice(net, maxaffine.Slice.box((-2, 2, -2, 2)), progress=False)
     assert part.n_regions > 2000
-    t = time.perf_counter()
     ax = plot.plot_partition(part)
     ax.figure.canvas.draw()
-    elapsed = time.perf_counter() - t
     assert len(_by_gid(ax, "regions").get_paths()) == part.n_regions
-    assert elapsed < 5.0, f"{part.n_regions} regions took {elapsed:.2f} s"  # ~0.5 s unloaded
 
 
 # -- subdivision, boundary, path ----------------------------------------------------------
