@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import NodeContext, PiecewiseRule, merge_copies, per_copy
 from .registry import register_rule
+from .switching import Switch
 
 
 class TwoSlopeRule(PiecewiseRule):
@@ -24,6 +26,13 @@ class TwoSlopeRule(PiecewiseRule):
 
     def code(self, ctx: NodeContext) -> torch.Tensor:
         return ctx.u > 0
+
+    def switching(self, ctx: NodeContext) -> Switch:
+        code_of = None
+        if type(self).code is TwoSlopeRule.code:  # u > 0, without building a node context
+            ushape = tuple(ctx.u.shape[1:])
+            code_of = lambda Z: torch.from_numpy(Z > 0).reshape((len(Z),) + ushape)
+        return Switch.breakpoints(ctx, self, [0.0], code_of=code_of)
 
     def _slope_of(self, ctx: NodeContext, code: torch.Tensor, ndim: int) -> torch.Tensor:
         neg, pos = self.slopes(ctx)
@@ -170,6 +179,9 @@ class ClampRule(PiecewiseRule):
         u = ctx.u
         return (1 + (u > hi).to(torch.int8) - (u < lo).to(torch.int8)).to(torch.int8)
 
+    def switching(self, ctx: NodeContext) -> Switch:
+        return Switch.breakpoints(ctx, self, self.bounds(ctx))
+
     def apply(self, ctx: NodeContext, code: torch.Tensor, K: int, bias: bool):
         lo, hi = self.bounds(ctx)
         t = per_copy(ctx.u, K)
@@ -274,6 +286,23 @@ class MaximumRule(PiecewiseRule):
 
     def code(self, ctx: NodeContext) -> torch.Tensor:
         return ctx.args[0] >= ctx.args[1]
+
+    def switching(self, ctx: NodeContext) -> Switch:
+        """One sign function ``a - b`` per output entry; code ``1[a - b >= 0]``."""
+        a0, b0 = (torch.as_tensor(v) for v in ctx.args[:2])
+        shape = tuple(torch.broadcast_shapes(a0.shape, b0.shape)[1:])
+        U = math.prod(shape)
+        flags = ctx.var[:2]
+
+        def fn(ins):
+            it = iter(ins)
+            a, b = (next(it) if f else torch.as_tensor(v, dtype=ins[0].dtype)
+                    for v, f in zip(ctx.args[:2], flags))
+            d = torch.broadcast_to(a - b, (len(ins[0]),) + shape)
+            return d.reshape(len(ins[0]), -1).numpy()
+
+        return Switch.sign(ctx, self, fn, np.arange(U),
+                           code_of=lambda Z: torch.from_numpy(Z >= 0).reshape((len(Z),) + shape))
 
     def apply(self, ctx: NodeContext, code: torch.Tensor, K: int, bias: bool):
         parts = []

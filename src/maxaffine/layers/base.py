@@ -18,12 +18,15 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
 
 import torch
 from torch import fx, nn
 
 from ..errors import Offender
+
+if TYPE_CHECKING:
+    from .switching import Switch
 
 
 @dataclass
@@ -178,6 +181,29 @@ class Rule:
             f"{type(self).__name__} is not a max-affine spline operator (not convex), so it has "
             f"no MASO pieces or power diagram; its A[x], codes and partitions are still exact"
         )
+
+    # -- switching ----------------------------------------------------------------------
+    def switching(self, ctx: NodeContext) -> "Switch | None":
+        """The functions whose zero sets cut the input space at this piecewise node.
+
+        Parameters
+        ----------
+        ctx : NodeContext
+            The node at a few reference inputs (batch N >= 1); constants, parameters and
+            the per-sample shapes of the variable inputs are read from it.
+
+        Returns
+        -------
+        Switch or None
+            Built with :meth:`Switch.sign <maxaffine.layers.switching.Switch.sign>`,
+            :meth:`Switch.breakpoints <maxaffine.layers.switching.Switch.breakpoints>`
+            (elementwise units with constant breakpoints) or :meth:`Switch.argmax
+            <maxaffine.layers.switching.Switch.argmax>` (max units). The code must be
+            constant wherever no sign function changes sign (resp. no max unit's argmax
+            changes). None (the default) when the rule declares none; the partitions
+            refuse such a node.
+        """
+        return None
 
     # -- conformance ------------------------------------------------------------------
     @classmethod

@@ -13,6 +13,7 @@ from ..errors import Offender
 from .activation import MaximumRule
 from .base import AffineRule, NodeContext, PiecewiseRule, merge_copies, per_copy
 from .registry import register_rule
+from .switching import Switch
 
 
 def _tuple(v, n: int) -> tuple[int, ...]:
@@ -111,6 +112,9 @@ class MaxPoolRule(PiecewiseRule):
         positions = self.window_positions(ctx, in_shape[1:], out_spatial)
         table = _window_table(in_shape[1:], positions)
         return _unit_table(table, in_shape[0], math.prod(in_shape[1:]))
+
+    def switching(self, ctx: NodeContext) -> Switch:
+        return Switch.argmax(ctx, self, self.unit_table(ctx))
 
     def pieces(self, ctx: NodeContext, A_pre, b_pre):
         table = self.unit_table(ctx)
@@ -239,6 +243,18 @@ class MaxoutRule(PiecewiseRule):
             dim = dim[0]
         return int(dim) % ctx.u.dim(), bool(keep)
 
+    def unit_table(self, ctx: NodeContext) -> torch.Tensor:
+        """(K, R) flattened input indices compared by each of the K output units."""
+        dim, _ = self.dim_keepdim(ctx)
+        shape = ctx.u.shape[1:]
+        table = torch.arange(math.prod(shape)).reshape(shape).movedim(dim - 1, -1)
+        return table.reshape(-1, shape[dim - 1])
+
+    def switching(self, ctx: NodeContext) -> Switch | None:
+        if self.is_maximum(ctx):
+            return self._maximum.switching(ctx)
+        return Switch.argmax(ctx, self, self.unit_table(ctx))
+
     def check(self, ctx, path):
         if self.is_maximum(ctx):
             return None
@@ -272,11 +288,7 @@ class MaxoutRule(PiecewiseRule):
     def pieces(self, ctx, A_pre, b_pre):
         if self.is_maximum(ctx):
             return self._maximum.pieces(ctx, A_pre, b_pre)
-        dim, _ = self.dim_keepdim(ctx)
-        shape = ctx.u.shape[1:]
-        table = torch.arange(math.prod(shape)).reshape(shape).movedim(dim - 1, -1)
-        table = table.reshape(-1, shape[dim - 1])
-        A, Bv = _pieces_from_table(table, A_pre, b_pre)
+        A, Bv = _pieces_from_table(self.unit_table(ctx), A_pre, b_pre)
         return A, Bv, lambda code: code.flatten(1).long()
 
     @classmethod

@@ -16,10 +16,9 @@ import numpy as np
 import torch
 from torch import fx
 
-from ..errors import UnsupportedLayerError, Offender
-from ..layers.activation import ClampRule, MaximumRule, TwoSlopeRule
+from ..errors import Offender, UnsupportedLayerError
 from ..layers.base import NodeContext
-from ..layers.pooling import MaxoutRule, MaxPoolRule
+from ..layers.switching import Switch
 
 #: Rows of one evaluation chunk are chosen so that a chunk holds about this many floats.
 CHUNK_FLOATS = 1 << 24
@@ -34,130 +33,17 @@ def _var_args(args: Any, flags: Any, out: list) -> list:
     return out
 
 
-def _with_var_args(ctx: NodeContext, values: list) -> NodeContext | None:
-    """``ctx`` with its input-dependent positional arguments replaced by ``values`` (None
-    when a variable argument is a list, e.g. ``torch.cat``'s)."""
-    if any(isinstance(f, tuple) for f in ctx.var):
-        return None
-    it = iter(values)
-    return ctx.replace(tuple(next(it) if f else a for a, f in zip(ctx.args, ctx.var)))
-
-
-class Switch:
-    """How one piecewise node switches: its cutting functions on the vertices.
-
-    ``kind == "sign"``: ``F`` functions whose zero lines cut (ReLU-like ``u``, clamps
-    ``u - lo`` and ``u - hi``, maximum ``a - b``); ``unit[f]`` is the label of function f.
-    ``kind == "argmax"``: ``table`` (K, R) of pre-activation indices of each max unit
-    (-1 padding); regions are cut into argmax cells.
-
-    ``fn(ins)`` maps the unit-input tensors (N, ...) to the function values (N, F).
-    ``ins_of(Z)`` inverts it on values ``Z`` (N, F) where the functions determine the unit
-    inputs (None otherwise); ``code_of(Z)`` gives the node's VQ codes at points with
-    function values ``Z`` (the functions are affine on a region, so the mean of a region's
-    vertex values gives its code; argmax switches return None: their codes come from a
-    forward pass, see the comment there).
-    """
-
-    def __init__(self, kind: str, n_functions: int, ctx: NodeContext, rule, *, fn, ins_of=None,
-                 code_of=None, unit: np.ndarray | None = None, table: np.ndarray | None = None):
-        self.kind = kind
-        self.n_functions = n_functions
-        self.unit = unit
-        self.table = table
-        self.fn = fn
-        self.ctx = ctx
-        self.rule = rule
-        self._ins_of = ins_of
-        self._code_of = code_of
-
-    def ins_of(self, Z: np.ndarray) -> list | None:
-        if self._ins_of is None:
-            return None
-        return [torch.from_numpy(np.ascontiguousarray(v)) for v in self._ins_of(Z)]
-
-    def code_of(self, Z: np.ndarray) -> torch.Tensor | None:
-        if self.kind == "argmax":
-            # a window's elements can tie on a whole region (saturated or dead inputs), where
-            # the code is the first maximal index; means of interpolated vertex values blur
-            # such exact ties, so argmax codes come from a forward pass instead
-            return None
-        if self._code_of is not None:
-            return self._code_of(Z)
-        ins = self.ins_of(Z)
-        ctx = None if ins is None else _with_var_args(self.ctx, ins)
-        return None if ctx is None else self.rule.code(ctx)
-
-    def value_of(self, Z: np.ndarray) -> torch.Tensor | None:
-        """The node's output at points with function values ``Z`` (N, F), if determined."""
-        ins = self.ins_of(Z)
-        ctx = None if ins is None else _with_var_args(self.ctx, ins)
-        return None if ctx is None else self.rule.forward(ctx)
-
-
-def _flat(ins):
-    return ins[0].reshape(len(ins[0]), -1).numpy()
-
-
 def switch_of(tr, name: str, ctx: NodeContext) -> Switch:
-    node = tr.node(name)
-    rule = node.rule
-    if isinstance(rule, MaxoutRule) and rule.is_maximum(ctx) or isinstance(rule, MaximumRule):
-        U = math.prod(node.shape)
-        shape = tuple(node.shape)
-
-        def fn(ins):
-            a, b = (ins + [None])[:2]
-            if b is None:  # maximum against a constant
-                b = torch.as_tensor(ctx.args[1], dtype=a.dtype)
-            d = torch.broadcast_to(a - b, (a.shape[0],) + shape)
-            return d.reshape(len(a), -1).numpy()
-
-        return Switch("sign", U, ctx, rule, fn=fn, unit=np.arange(U),
-                      code_of=lambda Z: torch.from_numpy(Z >= 0).reshape((len(Z),) + shape))
-    ushape = tuple(ctx.u.shape[1:]) if isinstance(ctx.u, torch.Tensor) else ()
-    if isinstance(rule, TwoSlopeRule):
-        U = math.prod(node.shape)
-        code_of = None
-        if type(rule).code is TwoSlopeRule.code:  # u > 0, without building a node context
-            code_of = lambda Z: torch.from_numpy(Z > 0).reshape((len(Z),) + ushape)  # noqa: E731
-        return Switch("sign", U, ctx, rule, fn=_flat, unit=np.arange(U), code_of=code_of,
-                      ins_of=lambda Z: [Z.reshape((len(Z),) + ushape)])
-    if isinstance(rule, ClampRule):
-        lo, hi = rule.bounds(ctx)
-        U = math.prod(node.shape)
-        parts, units = [], []
-        if math.isfinite(lo):
-            parts.append(lo)
-            units.append(np.arange(U))
-        if math.isfinite(hi):
-            parts.append(hi)
-            units.append(np.arange(U) + U)
-
-        def fn(ins):
-            u = _flat(ins)
-            return (np.concatenate([u - c for c in parts], axis=1) if parts
-                    else np.zeros((u.shape[0], 0)))
-
-        ins_of = None
-        if parts:
-            ins_of = lambda Z: [(Z[:, :U] + parts[0]).reshape((len(Z),) + ushape)]  # noqa: E731
-        return Switch("sign", U * len(parts), ctx, rule, fn=fn, ins_of=ins_of,
-                      unit=np.concatenate(units) if units else np.zeros(0, int))
-    if isinstance(rule, MaxPoolRule):
-        table = rule.unit_table(ctx).cpu().numpy()
-        return Switch("argmax", table.shape[0], ctx, rule, fn=_flat, table=table,
-                      ins_of=lambda Z: [Z.reshape((len(Z),) + ushape)])
-    if isinstance(rule, MaxoutRule):
-        dim, _ = rule.dim_keepdim(ctx)
-        table = torch.arange(math.prod(ushape)).reshape(ushape).movedim(dim - 1, -1)
-        table = table.reshape(-1, ushape[dim - 1]).numpy()
-        return Switch("argmax", table.shape[0], ctx, rule, fn=_flat, table=table,
-                      ins_of=lambda Z: [Z.reshape((len(Z),) + ushape)])
-    raise UnsupportedLayerError([Offender(
-        name, type(rule).__name__, "partition_slice does not know the switching lines of this "
-        "piecewise rule", "derive the rule from TwoSlopeRule, ClampRule, MaxPoolRule or "
-        "MaximumRule, or leave the node out with layers=")])
+    """The switching functions of piecewise node ``name``, as its rule declares them."""
+    rule = tr.node(name).rule
+    sw = rule.switching(ctx)
+    if sw is None:
+        raise UnsupportedLayerError([Offender(
+            name, type(rule).__name__, "the rule declares no switching functions, so the "
+            "regions it cuts are unknown", "implement Rule.switching (see "
+            "maxaffine.layers.switching.Switch; check it with maxaffine.testing.check_rule), "
+            "or leave the node out with layers=")])
+    return sw
 
 
 class Evaluator:
