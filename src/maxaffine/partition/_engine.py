@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 import warnings
 from typing import Any
 
@@ -11,9 +12,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..affine import Codes
-from ..errors import BudgetWarning, InputError
+from ..errors import BudgetExceededError, BudgetWarning, InputError
 from ..trace import Trace, trace
 from ._arrange import cut_all
+from ._budget import MEMORY_FRACTION, MemoryBudget
 from ._mesh import TOL, Mesh, Polys, Rows, pack_label
 from ._network import Evaluator, switch_of
 from .partition import Level, Partition
@@ -104,8 +106,8 @@ _ONE_PASS = True
 _WINDOW = 16
 
 
-def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
-              S: _Summing) -> tuple[Polys, bool]:
+def _cut_sign(mesh: Mesh, polys: Polys, labels: np.ndarray, budget: int | None,
+              S: _Summing, tick=None) -> tuple[Polys, bool]:
     """Cut by every function's zero line: in one pass when the layer is in general
     position, else in rounds that cut all rows at once.
 
@@ -139,7 +141,6 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
     origin_of, flat = np.nonzero(_crossing_sums(S, Zt, 0.5 * unit))
     if len(flat) == 0:
         return polys, False
-    labels = pack_label(li, sw.unit)
     if _ONE_PASS:
         cut = cut_all(mesh, polys, origin_of, flat, labels, unit, budget)
         if cut is not None:
@@ -152,13 +153,13 @@ def _cut_sign(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
     # room for a typical layer's new vertices in one copy (at most doubling the table: a
     # long candidate list must not reserve rows of F values it may never use)
     mesh.reserve(min(2 * len(flat), mesh.n))
-    stopped = _rounds(mesh, rows, origin_of, flat, labels, budget)
+    stopped = _rounds(mesh, rows, origin_of, flat, labels, budget, tick)
     mesh.Z[: mesh.n] *= unit
     return rows.polys(), stopped
 
 
 def _rounds(mesh: Mesh, rows: Rows, origin_of: np.ndarray, flat: np.ndarray, labels: np.ndarray,
-            budget: int | None) -> bool:
+            budget: int | None, tick=None) -> bool:
     """The rounds of :func:`_cut_sign` on values scaled to unit tolerance; True if stopped
     by the budget."""
     start = np.searchsorted(origin_of, np.arange(rows.R + 1))
@@ -200,6 +201,8 @@ def _rounds(mesh: Mesh, rows: Rows, origin_of: np.ndarray, flat: np.ndarray, lab
         if budget is not None and rows.R > budget:
             stopped = True
             break
+        if tick is not None:
+            tick(rows.R)
         nxt = np.concatenate([live, np.arange(R0, rows.R)])
         live = nxt[rows.ptr[nxt] < end_of[rows.origin[nxt]]]
     mesh.merge_twins(rows, first_new)
@@ -217,8 +220,8 @@ class _Diff:
         return Z[v, self.i] - Z[v, self.j]
 
 
-def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
-                S: _Summing) -> tuple[Polys, bool]:
+def _cut_argmax(mesh: Mesh, polys: Polys, table: np.ndarray, li: int, budget: int | None,
+                unit_ids: np.ndarray | None = None, tick=None) -> tuple[Polys, bool]:
     """Cut into the argmax cells of every max unit (max-pool window, maxout group).
 
     A region needs cutting for unit ``k`` iff the argmax over the window differs between its
@@ -228,9 +231,9 @@ def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
     are found for all units in one blocked pass; per unit only the pieces of those regions
     are split by all pairwise difference lines, regrouped by argmax (the first element within
     its pair's snapping tolerance of the largest, as the forward pass breaks exact ties) and
-    merged back into convex cells.
+    merged back into convex cells. ``table`` (K, w) holds the value columns of each unit's
+    window (-1 padding) and ``unit_ids[k]`` the label of unit ``k`` (default ``k``).
     """
-    table = sw.table
     if polys.n == 0 or table.shape[0] == 0:
         return polys, False
     Zt = mesh.Z[: mesh.n]
@@ -269,7 +272,8 @@ def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
         n_before = mesh.n
         for p, (i, j) in enumerate(pairs):
             if valid[k, i] and valid[k, j]:
-                sub = mesh.split(sub, _Diff(mesh, table[k, i], table[k, j]), li, k,
+                sub = mesh.split(sub, _Diff(mesh, table[k, i], table[k, j]), li,
+                                 int(k if unit_ids is None else unit_ids[k]),
                                  float(pscale[k, p]))
         W2 = mesh.Z[sub.pv[:, None], idx[None]].T
         mean = np.add.reduceat(W2, sub.offsets[:-1], axis=1) / sub.counts[None]
@@ -291,11 +295,14 @@ def _cut_argmax(mesh: Mesh, polys: Polys, sw, li: int, budget: int | None,
         if budget is not None and rows.R > budget:
             stopped = True
             break
+        if tick is not None:
+            tick(rows.R)
     return rows.polys(), stopped
 
 
 def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions: int | None = None,
-                    progress: bool = True, tol: float = TOL) -> Partition:
+                    memory_budget: float | None = MEMORY_FRACTION, progress: bool = True,
+                    tol: float = TOL) -> Partition:
     r"""Exact partition of a 2D slice into the network's linear regions.
 
     Restricted to ``x(s,t) = x0 + s u + t v`` a continuous piecewise-affine network is a
@@ -319,7 +326,9 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     and sign vector), otherwise (vertices or crossings within ``tol`` of a line, concurrent
     lines) from vectorized rounds of one line per region that snap such events. Codes come
     from the values at the vertices (argmax codes from a forward pass at region interiors). Float64
-    throughout. The output map of a region is solved from the outputs at its vertices
+    throughout. Layers with more than ``1024`` switching functions are cut in blocks of
+    columns (each block's values at the current vertices), so the value table holds
+    (vertices, block) rather than (vertices, all units). The output map of a region is solved from the outputs at its vertices
     (exact for affine maps; rounding amplified by at most ``1e5`` for regions thinner than
     ``1e-5`` of the slice scale, which instead use a fixed-code forward difference):
     slopes agree with autograd to about ``1e-11`` relative.
@@ -335,8 +344,17 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     max_regions : int, optional
         Stop once the number of regions exceeds this; the result has ``complete=False``
         and a :class:`~maxaffine.errors.BudgetWarning` is issued.
+    memory_budget : int, float or None
+        Memory the call may add to the process: bytes (int), or a fraction in (0, 1] of
+        the RAM available when the call starts (default ``0.25``); None for no limit.
+        Before each layer (and each block of a wide layer) the memory still free is turned
+        into a region cap from the predicted bytes per region (the vertex values being cut,
+        the polygon rows, and the codes, geometry and maps the result keeps); the cut stops
+        there with a flagged partial result, as for ``max_regions``. An allocation that
+        fails anyway returns the partition after the last finished layer, flagged.
     progress : bool
-        tqdm progress bar over layers.
+        tqdm progress bar over layers; within a long layer it shows the regions so far
+        and their rate.
     tol : float
         Relative tolerance (of each cutting function's largest value on the slice) below
         which a vertex counts as lying on the line. Regions thinner than this are not
@@ -373,6 +391,7 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
         raise InputError(f"slice must be a maxaffine.Slice, got {type(slice).__name__}")
     if max_regions is not None and max_regions < 1:
         raise InputError(f"max_regions must be positive; got {max_regions}")
+    mem = MemoryBudget(memory_budget)
     tr = _as_trace(model, slice)
     names = _resolve_layers(tr, layers)
     ev = Evaluator(tr, slice)
@@ -380,43 +399,212 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     history: list[Level] = []
     parents: list[np.ndarray] = []
     level_codes: list[torch.Tensor | None] = []
-    stopped = False
+    stopped = during = None  # why and in which layer the refinement stopped early
     prev: tuple | None = None  # (layer name, Switch, function values at the vertices)
     S = _summing(mesh.polys, mesh.n)  # sums vertex rows over the current polygons
+    keep_bytes = 24 * tr.n_outputs + 64  # kept per region by the result: maps, interior
     # no bar object at all when disabled: a disabled tqdm still costs ~0.1 ms per update
     bar = tqdm(names, desc="partition", leave=False) if progress else None
+    tick = _ticker(bar)
     try:
         for li, name in enumerate(names if bar is None else bar):
             sw = switch_of(tr, name, ev.context(name))
-            mesh.set_values(sw.fn(_unit_inputs(ev, mesh, prev, name)))
-            polys = mesh.polys
-            polys.origin = np.arange(polys.n, dtype=np.int64)
-            cut = _cut_sign if sw.kind == "sign" else _cut_argmax
-            polys, stopped = cut(mesh, polys, sw, li, max_regions, S)
-            mesh.polys = polys
-            Z = mesh.Z[: mesh.n]
-            keep = mesh.compact()
-            Z = Z if keep is None else np.take(Z, keep, axis=0)
-            p = mesh.polys
-            S = _summing(p, mesh.n)
-            level_codes.append(_region_codes(sw, Z, p, S))
-            prev = (name, sw, Z)
-            history.append(Level(mesh.vertices.copy(), p.offsets, p.pv.copy(), p.el.copy(),
-                                 p.eu.copy()))
-            parents.append(p.origin.copy())
+            # the codes, geometry and ancestry the result keeps per region for this layer
+            # (codes twice: the result gathers them from the per-layer tables)
+            keep_bytes += 2 * _code_bytes(ev, name) + 160
+            try:
+                step = _layer(mesh, ev, sw, name, li, prev, max_regions, mem, keep_bytes,
+                              S, tick)
+            except MemoryError:
+                step = None
+            if step is None or step[0] is None:  # nothing of this layer fits
+                stopped, during = "memory", name
+                if step is None:
+                    mesh, S = _restore(slice, tol, mesh, history), None
+                    prev = None
+                break
+            polys, Z, codes, stop = step
+            S = _summing(polys, mesh.n)
+            if codes is None and Z is not None:
+                codes = _region_codes(sw, Z, polys, S)
+            level_codes.append(codes)
+            prev = (name, sw, Z) if Z is not None else None
+            history.append(Level(mesh.vertices.copy(), polys.offsets, polys.pv.copy(),
+                                 polys.el.copy(), polys.eu.copy()))
+            parents.append(polys.origin.copy())
             if bar is not None:
-                bar.set_postfix(regions=p.n)
-            if stopped:
+                bar.set_postfix(regions=polys.n)
+            if stop is not None:
+                stopped, during = stop, name
                 break
     finally:
         if bar is not None:
             bar.close()
-    if stopped:
-        warnings.warn(f"partition_slice stopped at {mesh.polys.n} regions (max_regions="
-                      f"{max_regions}) during layer {names[len(history) - 1]!r}; the result is "
-                      f"partial (complete=False)", BudgetWarning, stacklevel=2)
-    return _finish(tr, ev, slice, mesh, names, history, parents, level_codes, prev, S,
-                   not stopped)
+    if S is None:
+        S = _summing(mesh.polys, mesh.n)
+    if stopped is not None:
+        why = (f"max_regions={max_regions}" if stopped == "max_regions"
+               else f"the memory budget, {mem.describe()}")
+        warnings.warn(f"partition_slice stopped at {mesh.polys.n} regions ({why}) during layer "
+                      f"{during!r}; the result is partial (complete=False)", BudgetWarning,
+                      stacklevel=2)
+    try:
+        return _finish(tr, ev, slice, mesh, names, history, parents, level_codes, prev, S,
+                       stopped is None)
+    except MemoryError as e:
+        raise BudgetExceededError(
+            f"partition_slice could not assemble the result of {mesh.polys.n} regions in "
+            f"memory; give a smaller memory_budget= or max_regions= (the budget is checked "
+            f"before each layer)") from e
+
+
+def _ticker(bar):
+    """Progress within a layer: regions so far and their rate, at most twice a second."""
+    if bar is None:
+        return None
+    state = {"t0": time.perf_counter(), "last": 0.0}
+
+    def tick(n_regions: int) -> None:
+        now = time.perf_counter()
+        if now - state["last"] >= 0.5:
+            state["last"] = now
+            rate = n_regions / max(now - state["t0"], 1e-9)
+            bar.set_postfix_str(f"regions={n_regions:,}, {rate:,.0f}/s", refresh=True)
+
+    return tick
+
+
+def _code_bytes(ev: Evaluator, name: str) -> int:
+    """Bytes of one region's code of layer ``name``."""
+    c = ev.anchor.codes.get(name)
+    return 0 if c is None else c[0].numel() * c.element_size()
+
+
+def _restore(slc: Slice, tol: float, mesh: Mesh, history: list) -> Mesh:
+    """The mesh of the last finished layer (or the bare domain), after a layer ran out of
+    memory half way."""
+    if not history:
+        fresh = Mesh(slc.domain, tol)
+        fresh.n_snapped = mesh.n_snapped
+        return fresh
+    lev = history[-1]
+    n = len(lev.vertices)
+    mesh.V[:n] = lev.vertices
+    mesh.n = n
+    mesh.Z = np.zeros((mesh.cap, 0))
+    mesh._spare = None
+    counts = np.diff(lev.offsets)
+    R = len(counts)
+    mesh.polys = Polys(counts, lev.polygon_vertices.copy(), lev.edge_layer.copy(),
+                       lev.edge_unit.copy(), np.arange(R, dtype=np.int64),
+                       np.zeros(R, np.int64))
+    return mesh
+
+
+#: Most value columns cut at once in a wide layer: the layer's functions are cut in blocks of
+#: columns, each block's values evaluated at the current vertices (a region's functions are
+#: affine on it whatever was cut before), so the value table holds (vertices, block).
+_BLOCK_COLS = 1024
+
+
+def _value_blocks(sw) -> list | None:
+    """Blocks of a wide layer, as (value columns, None) for sign switches and (value
+    columns, (unit ids, window table remapped to the columns)) for argmax switches; None
+    when the layer is cut whole."""
+    if sw.kind == "sign":
+        F = sw.n_functions
+        if F <= _BLOCK_COLS or getattr(sw, "_code_of", None) is None:
+            return None
+        step = -(-F // -(-F // _BLOCK_COLS))  # equal blocks
+        return [(np.arange(i, min(i + step, F)), None) for i in range(0, F, step)]
+    table = sw.table
+    K, w = table.shape
+    if int(table.max(initial=-1)) + 1 <= _BLOCK_COLS:
+        return None
+    per = max(1, _BLOCK_COLS // max(w, 1))
+    per = -(-K // -(-K // per))
+    out = []
+    for i in range(0, K, per):
+        ks = np.arange(i, min(i + per, K))
+        tb = table[ks]
+        cols = np.unique(tb[tb >= 0])
+        out.append((cols, (ks, np.where(tb >= 0, np.searchsorted(cols, tb), -1))))
+    return out
+
+
+def _layer(mesh: Mesh, ev: Evaluator, sw, name: str, li: int, prev, max_regions, mem,
+           keep_bytes: int, S: _Summing, tick):
+    """Cut the mesh by one layer; returns (polys, values or None, codes or None, why it
+    stopped or None), or (None, ...) when not even the layer's first table fits the memory
+    budget."""
+    R0, n0 = mesh.polys.n, mesh.n
+    blocks = _value_blocks(sw)
+    width = (sw.n_functions if sw.kind == "sign" else int(sw.table.max(initial=-1)) + 1) \
+        if blocks is None else max(len(c) for c, _ in blocks)
+    # per region while cutting: the block's values at ~1.2 vertices per region (twice, for
+    # the doubling table, and once more while evaluating), the crossing table, padded rows
+    per_region = keep_bytes + 40 * (width + 2) + width + 800
+    cap = mem.regions(per_region)
+    if cap is not None and (cap < R0 or n0 * (width + 2) * 24 > mem.free()):
+        return None, None, None, None
+    limit = cap if max_regions is None else max_regions if cap is None else min(cap, max_regions)
+    why = None
+    if blocks is None:
+        mesh.set_values(sw.fn(_unit_inputs(ev, mesh, prev, name)))
+        polys = mesh.polys
+        polys.origin = np.arange(polys.n, dtype=np.int64)
+        if sw.kind == "sign":
+            polys, stop = _cut_sign(mesh, polys, pack_label(li, sw.unit), limit, S, tick)
+        else:
+            polys, stop = _cut_argmax(mesh, polys, sw.table, li, limit, None, tick)
+        mesh.polys = polys
+        Z = mesh.Z[: mesh.n]
+        keep = mesh.compact()
+        Z = Z if keep is None else np.take(Z, keep, axis=0)
+        if stop:
+            why = "max_regions" if max_regions is not None and polys.n > max_regions \
+                else "memory"
+        return mesh.polys, Z, None, why
+    basis = ev.affine_values(name, sw.fn)
+    origin = np.arange(R0, dtype=np.int64)
+    for cols, arg in blocks:
+        if cap is not None:
+            cap = mem.regions(per_region)
+            limit = cap if max_regions is None else min(cap, max_regions)
+            if cap < mesh.polys.n:
+                why = "memory"
+                break
+        mesh.set_values(ev.values(mesh.vertices, name, sw.fn, cols, basis))
+        polys = mesh.polys
+        polys.origin = np.arange(polys.n, dtype=np.int64)
+        if sw.kind == "sign":
+            polys, stop = _cut_sign(mesh, polys, pack_label(li, sw.unit[cols]), limit,
+                                    _summing(polys, mesh.n), tick)
+        else:
+            polys, stop = _cut_argmax(mesh, polys, arg[1], li, limit, arg[0], tick)
+        origin = origin[polys.origin]
+        mesh.polys = polys
+        mesh.compact()
+        if tick is not None:
+            tick(polys.n)
+        if stop:
+            why = "max_regions" if max_regions is not None and polys.n > max_regions \
+                else "memory"
+            break
+    mesh.polys.origin = origin
+    mesh.Z = np.zeros((mesh.cap, 0))
+    mesh._spare = None
+    codes = None
+    if sw.kind == "sign":
+        # codes at the vertex centroids (the functions are affine on each region), in
+        # chunks of regions so that no (regions, all functions) value table is built
+        p = mesh.polys
+        interior = (_summing(p, mesh.n) @ mesh.vertices) / p.counts[:, None]
+        cols = np.arange(sw.n_functions)
+        step = max(1, _BLOCK // max(1, len(cols)))
+        codes = torch.cat([sw.code_of(ev.values(interior[i:i + step], name, sw.fn, cols, basis))
+                           for i in range(0, max(p.n, 1), step)])
+    return mesh.polys, None, codes, why
 
 
 def _unit_inputs(ev: Evaluator, mesh: Mesh, prev: tuple | None, name: str) -> list:
@@ -558,11 +746,14 @@ def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, prev, S,
         anc[:, L - 1] = np.arange(R)
         for l in range(L - 1, 0, -1):
             anc[:, l - 1] = parents[l][anc[:, l]]
-    if all(c is not None for c in level_codes[:L]):
-        codes = Codes({k: level_codes[l][torch.from_numpy(anc[:, l])]
-                       for l, k in enumerate(done)})
-    else:
-        codes = Codes({k: v for k, v in ev.outputs(interior)[1].items() if k in done})
+    # layers without codes from their vertex values (argmax units, wide layers cut in
+    # blocks) take them from a forward pass at the region interiors
+    fwd = {}
+    if any(c is None for c in level_codes[:L]):
+        fwd = ev.codes(interior, done[max(l for l in range(L) if level_codes[l] is None)])
+    codes = Codes({k: fwd[k] if level_codes[l] is None
+                   else level_codes[l][torch.from_numpy(anc[:, l])]
+                   for l, k in enumerate(done)})
     G = h = None
     if want_map:
         # outputs at the vertices (continuous: one value per vertex); continued from the last

@@ -140,7 +140,8 @@ class Evaluator:
         kwargs = fx.node.map_arg(n.fx_node.kwargs, lambda a: env[a.name])
         return NodeContext(n.fx_node, n.module, tuple(args), dict(kwargs), n.var)
 
-    def _run_chunk(self, st: np.ndarray, stop: str | None, codes: dict | None):
+    def _run_chunk(self, st: np.ndarray, stop: str | None, codes: dict | None,
+                   last: str | None = None):
         tr = self.tr
         N = len(st)
         s = torch.from_numpy(st[:, 0]).to(tr.dtype)
@@ -170,6 +171,8 @@ class Evaluator:
                 if n.piecewise and codes is None:
                     # the real op agrees with apply() at the code it picks, and is faster
                     out_codes[n.name] = n.rule.code(ctx)
+                    if n.name == last:
+                        return None, out_codes
                     env[name] = n.rule.forward(ctx)
                     continue
                 code = None
@@ -179,12 +182,52 @@ class Evaluator:
                 env[name] = n.rule.apply(ctx, code, 1, True)
         raise RuntimeError("graph has no output node")
 
+    def affine_values(self, name: str, fn) -> np.ndarray | None:
+        """``[f(0, 0); f(1, 0) - f(0, 0); f(0, 1) - f(0, 0)]`` (3, F) of the switching
+        functions ``f = fn(unit inputs of name)`` when the unit inputs lie in the affine
+        prefix (so ``f`` is affine in the slice coordinates: every switch's functions are
+        affine in its unit inputs); None otherwise."""
+        node = self.tr.node(name)
+        deps = [a.name for a in node.fx_node.all_input_nodes
+                if self.by_fx[a.name].kind in ("var", "input")]
+        if not deps or not all(d in self.prefix for d in deps):
+            return None
+        with torch.no_grad():
+            Z3 = np.asarray(fn(_var_args(self.context(name).args, node.var, [])), np.float64)
+        return np.stack([Z3[0], Z3[1] - Z3[0], Z3[2] - Z3[0]])
+
+    @torch.no_grad()
+    def values(self, st: np.ndarray, name: str, fn, cols: np.ndarray,
+               basis: np.ndarray | None = None) -> np.ndarray:
+        """Columns ``cols`` of the switching functions ``fn(unit inputs of name)`` at points
+        (N, 2), chunked over points so that no (N, all functions) table is built; from the
+        affine ``basis`` of :meth:`affine_values` when given."""
+        out = np.empty((len(st), len(cols)))
+        if basis is not None:
+            b = basis[:, cols]
+            np.multiply(st[:, :1], b[1], out=out)
+            out += st[:, 1:] * b[2]
+            out += b[0]
+            return out
+        for i in range(0, len(st), self.chunk):
+            ins = self._run_chunk(st[i:i + self.chunk], name, None)[0]
+            out[i:i + self.chunk] = np.asarray(fn(ins))[:, cols]
+        return out
+
     @torch.no_grad()
     def unit_inputs(self, st: np.ndarray, name: str) -> list[torch.Tensor]:
         """The unit inputs (pre-activations) of piecewise node ``name`` at points (N, 2)."""
         parts = [self._run_chunk(st[i:i + self.chunk], name, None)[0]
                  for i in range(0, max(len(st), 1), self.chunk)]
         return [torch.cat([p[j] for p in parts]) for j in range(len(parts[0]))]
+
+    @torch.no_grad()
+    def codes(self, st: np.ndarray, last: str) -> dict[str, torch.Tensor]:
+        """Codes at points (N, 2) of the piecewise nodes up to ``last``, by a forward pass
+        that stops there."""
+        cds = [self._run_chunk(st[i:i + self.chunk], None, None, last)[1]
+               for i in range(0, max(len(st), 1), self.chunk)]
+        return {k: torch.cat([c[k] for c in cds]) for k in cds[0]}
 
     @torch.no_grad()
     def outputs(self, st: np.ndarray, codes: dict | None = None):
