@@ -513,7 +513,7 @@ def _value_blocks(sw) -> list | None:
     when the layer is cut whole."""
     if sw.kind == "sign":
         F = sw.n_functions
-        if F <= _BLOCK_COLS or getattr(sw, "_code_of", None) is None:
+        if F <= _BLOCK_COLS:
             return None
         step = -(-F // -(-F // _BLOCK_COLS))  # equal blocks
         return [(np.arange(i, min(i + step, F)), None) for i in range(0, F, step)]
@@ -602,8 +602,9 @@ def _layer(mesh: Mesh, ev: Evaluator, sw, name: str, li: int, prev, max_regions,
         interior = (_summing(p, mesh.n) @ mesh.vertices) / p.counts[:, None]
         cols = np.arange(sw.n_functions)
         step = max(1, _BLOCK // max(1, len(cols)))
-        codes = torch.cat([sw.code_of(ev.values(interior[i:i + step], name, sw.fn, cols, basis))
-                           for i in range(0, max(p.n, 1), step)])
+        parts = [sw.code_of(ev.values(interior[i:i + step], name, sw.fn, cols, basis))
+                 for i in range(0, max(p.n, 1), step)]
+        codes = None if any(c is None for c in parts) else torch.cat(parts)
     return mesh.polys, None, codes, why
 
 
