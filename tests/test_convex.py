@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+import maxaffine
 from maxaffine.convex import InputConvexMLP, is_convex, midpoint_check, project_
 from maxaffine.errors import InputError
 
@@ -62,7 +64,7 @@ def test_one_large_negative_later_weight_is_found(seed, width, d, unit):
     assert not report.structural and report.reasons[0].path == "2"
     assert not report.numerical.passed and report.status == "disproved" and not report
     a, b = report.numerical.worst
-    f = lambda t: net(t[None]).item()  # noqa: E731  independent re-evaluation of the witness
+    f = lambda t: net(t[None]).item()
     assert f((a + b) / 2) > (f(a) + f(b)) / 2
 
 
@@ -164,3 +166,72 @@ def test_bad_arguments():
         midpoint_check(nn.Linear(2, 1), torch.full((3, 2), float("nan")))
     with pytest.raises(InputError, match="Module"):
         is_convex("not a model")  # type: ignore[arg-type]
+
+
+class _ResidualConvex(nn.Module):
+    """Residual sums, concatenation, a size-dependent view and functional ops: convex when
+    the weights after the first layer are non-negative."""
+
+    def __init__(self, negative: bool = False):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(3, 4), nn.Linear(4, 4), nn.Linear(8, 2)
+        self.skip = nn.Linear(3, 2)  # from the input: any sign
+        with torch.no_grad():
+            self.b.weight.abs_()
+            self.c.weight.abs_()
+            if negative:
+                self.b.weight[0, 0] = -1.0
+
+    def forward(self, x):
+        h = F.relu(self.a(x))
+        h = h + torch.relu(self.b(h)) * 0.5
+        g = torch.cat([h, torch.maximum(h, torch.abs(self.a(x)))], dim=1)
+        return self.c(g.view(x.size(0), -1)) - self.skip(x)
+
+
+def test_any_traced_graph_is_proved_by_asking_the_rules():
+    X = torch.randn(32, 3, dtype=torch.float64)
+    net = _ResidualConvex().double()
+    for inputs in (None, X):
+        report = is_convex(net, inputs, n_pairs=64)
+        assert report.structural, str(report)
+    assert is_convex(net, X, n_pairs=64).status == "proved"
+    tr = maxaffine.trace(net, X)
+    assert is_convex(tr, X, n_pairs=64).status == "proved"
+    bad = is_convex(_ResidualConvex(negative=True).double(), X, n_pairs=64)
+    assert not bad.structural and [r.path for r in bad.reasons] == ["b"]
+    assert "negative weight" in bad.reasons[0].reason
+
+
+def test_every_obstacle_is_listed_and_the_first_layer_may_be_anything():
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 4), nn.Hardtanh(),
+                        nn.Linear(4, 1))
+    with torch.no_grad():
+        net[4].weight.abs_()
+        net[2].weight.fill_(-1.0)
+    report = is_convex(net)
+    assert [r.path for r in report.reasons] == ["2", "3"]
+    assert not is_convex(net, n_pairs=256).convex
+
+
+def test_a_rule_passed_with_rules_is_asked_too():
+    class Square(nn.Module):
+        def forward(self, x):
+            return x * x
+
+    from maxaffine.layers.refused import RefusedRule
+
+    class SquareRule(RefusedRule):
+        convex = True
+        monotone = False
+
+    net = nn.Sequential(nn.Linear(2, 3), Square(), nn.Linear(3, 1))
+    with torch.no_grad():
+        net[2].weight.abs_()
+    assert "not affine" in is_convex(net).reasons[0].reason  # x * x under the product rule
+    report = is_convex(net, rules={Square: SquareRule()})
+    assert report.structural and report.status == "proved"
+    later = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), Square(), nn.Linear(3, 1))
+    with torch.no_grad():
+        later[3].weight.abs_()
+    assert [r.path for r in is_convex(later, rules={Square: SquareRule()}).reasons] == ["2"]

@@ -28,7 +28,8 @@ _EXPORTS: dict[str, str] = {
     "MaxAffineError": "errors",
     "UnsupportedLayerError": "errors",
     "TrainingModeError": "errors",
-    "NotPiecewiseLinearError": "errors",
+    "NotConvexError": "errors",
+    "NotPiecewiseLinearError": "errors",  # deprecated alias of NotConvexError
     "InputError": "errors",
     "DegenerateSliceError": "errors",
     "BudgetExceededError": "errors",
@@ -37,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "trace": "trace",
     "Trace": "trace",
     "register_rule": "layers",
+    "unregister_rule": "layers",
     "supported_layers": "layers",
     # affine maps, codes, MASO and power diagrams
     "affine_map": "affine",

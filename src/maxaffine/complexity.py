@@ -18,7 +18,6 @@ from torch import nn
 
 from .affine import _as_trace, _chunks, affine_map
 from .errors import InputError
-from .layers.activation import TwoSlopeRule
 from .trace import Trace
 
 
@@ -262,7 +261,7 @@ class _CrossPolytopeSampler:
             elif n.kind == "var":
                 ctx = tr._ctx(n, env)
                 if n.piecewise:
-                    if isinstance(n.rule, TwoSlopeRule):
+                    if n.rule.sign_code(ctx):
                         counts[n.name] = _sign_changes(ctx.u, nb, V)
                     else:
                         counts[n.name] = _nonconstant(n.rule.code(ctx), nb, V)

@@ -24,14 +24,18 @@ References
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.nn.utils import parametrize
 
 from .errors import InputError, Offender
+from .layers import REGISTRY, key_name, lookup
+from .layers.base import NodeContext
+from .trace import Trace
 
 _ACTIVATIONS = ("relu", "leaky_relu", "softplus")
 
@@ -182,13 +186,8 @@ def project_(model: nn.Module) -> nn.Module:
 
 # ----------------------------------------------------------------------------- checking
 
+#: the weighted layers that project_ clamps in an nn.Sequential
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_NEUTRAL = (nn.Identity, nn.Flatten, nn.Dropout, nn.Unflatten)
-_POOL_AVG = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
-             nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
-_POOL_MAX = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,
-             nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
-_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def _flatten(seq: nn.Sequential, prefix: str = "") -> list[tuple[str, nn.Module]]:
@@ -202,103 +201,198 @@ def _flatten(seq: nn.Sequential, prefix: str = "") -> list[tuple[str, nn.Module]
     return out
 
 
-def _activation_shape(m: nn.Module) -> tuple[bool, bool, str]:
-    """(convex, non-decreasing, reason) for a known elementwise nonlinearity, else raise KeyError."""
-    t = type(m)
-    if t in (nn.ReLU, nn.CELU):
-        return True, True, ""
-    if t is nn.Softplus:  # torch switches to x above `threshold`: a jump of < exp(-threshold)
-        return True, True, ""
-    if t is nn.LeakyReLU:
-        nu = m.negative_slope
-        if 0.0 <= nu <= 1.0:
-            return True, True, ""
-        if nu > 1.0:
-            return False, True, f"leaky ReLU with slope {nu} > 1 is concave"
-        return True, False, f"leaky ReLU with slope {nu} < 0 is decreasing for negative inputs"
-    if t is nn.PReLU:
-        a = m.weight.detach()
-        if ((a >= 0) & (a <= 1)).all():
-            return True, True, ""
-        if (a > 1).any():
-            return False, True, "PReLU with a slope > 1 is concave"
-        return True, False, "PReLU with a negative slope is decreasing for negative inputs"
-    if t is nn.ELU:
-        if 0.0 <= m.alpha <= 1.0:
-            return True, True, ""
-        return False, m.alpha >= 0, f"ELU with alpha={m.alpha} outside [0, 1] is not convex"
-    if t is nn.SELU:
-        return False, True, "SELU's slope drops from 1.76 to 1.05 at 0, so it is not convex"
-    if t in (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.ReLU6, nn.Hardsigmoid, nn.Softsign,
-             nn.LogSigmoid, nn.Tanhshrink):
-        return False, True, f"{t.__name__} is bounded or concave somewhere, so not convex"
-    if t in (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish):
-        return False, False, f"{t.__name__} is neither convex nor monotone"
-    raise KeyError(t)
+_META_METHODS = frozenset({"size", "dim", "numel", "ndimension"})
 
 
-def _structural_sequential(model: nn.Sequential) -> list[Offender]:
+class _Tracer(fx.Tracer):
+    """Registered module types (and torch.nn leaves) stay leaves; the rest is traced through."""
+
+    def __init__(self, leaf_types: set[type]):
+        super().__init__()
+        self.leaf_types = leaf_types
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if type(m) in self.leaf_types:
+            return True
+        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return False
+        return super().is_leaf_module(m, qualname)
+
+
+def _graph_of(model: nn.Module, rules) -> fx.GraphModule:
+    leaf_types = {k for k in REGISTRY if isinstance(k, type)}
+    if rules:
+        leaf_types |= {k for k in rules if isinstance(k, type)}
+        leaf_types |= {type(k) for k in rules if isinstance(k, nn.Module)}
+    tracer = _Tracer(leaf_types)
+    graph = tracer.trace(model)
+    return fx.GraphModule(tracer.root, graph)
+
+
+def _op_key(fxn: fx.Node, module: nn.Module | None):
+    if fxn.op == "call_module":
+        return type(module)
+    if fxn.op == "call_method":
+        return f"Tensor.{fxn.target}"
+    return fxn.target
+
+
+def _op_name(fxn: fx.Node, module: nn.Module | None) -> str:
+    if module is not None:
+        return type(module).__name__
+    return key_name(_op_key(fxn, module))
+
+
+def _node_path(fxn: fx.Node) -> str:
+    if fxn.op == "call_module":
+        return str(fxn.target)
+    stack = [k for k in (fxn.meta.get("nn_module_stack") or {}) if k]
+    return f"{stack[-1]}:{fxn.name}" if stack else fxn.name
+
+
+def _is_meta(fxn: fx.Node, value, states: dict) -> bool:
+    """Whether an input-dependent node computes sizes rather than tensors."""
+    if value is not None:
+        floats = value[0] if isinstance(value, tuple) and value else value
+        return not (isinstance(floats, torch.Tensor) and floats.is_floating_point())
+    if fxn.op == "call_method" and fxn.target in _META_METHODS:
+        return True
+    if fxn.op == "call_function" and fxn.target is getattr and fxn.args[1] == "shape":
+        return True
+    ins = [states[a.name] for a in fxn.all_input_nodes if states[a.name] != "const"]
+    return bool(ins) and all(s == "meta" for s in ins)
+
+
+def _structural_graph(model: nn.Module, X: torch.Tensor | None, rules=None,
+                      graph: fx.GraphModule | None = None,
+                      bound: dict | None = None) -> list[Offender]:
+    r"""Prove convexity by the composition rules, asking each node's rule.
+
+    Every value is tracked as constant, affine or convex in the input (entrywise). A node
+    whose inputs are all affine gives an affine output if its rule is affine and a convex
+    one if its rule declares the node convex; a node with a convex (non-affine) input needs
+    its rule to be convex *and* non-decreasing in that input (for an affine rule:
+    non-negative weights). A node that breaks this is reported and then treated as if it
+    were fixed, so every obstacle is listed, not only the first.
+    """
+    gm = graph if graph is not None else _graph_of(model, rules)
+    modules = dict(gm.named_modules())
+    names: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for fxn in gm.graph.nodes:
+        if fxn.op == "call_module":
+            count = seen.get(str(fxn.target), 0)
+            seen[str(fxn.target)] = count + 1
+            names[fxn.name] = str(fxn.target) if count == 0 else f"{fxn.target}#{count}"
+    env: dict[str, object] = {}
+    states: dict[str, str] = {}
     offenders: list[Offender] = []
-    seen_nonlinear = False
-    seen_weighted = False
-    for path, m in _flatten(model):
-        kind = type(m).__name__
-        if isinstance(m, _WEIGHTED):  # parametrized layers are subclasses
-            if seen_nonlinear and (m.weight.detach() < 0).any():
-                n_neg = int((m.weight.detach() < 0).sum())
-                offenders.append(Offender(
-                    path, kind, f"{n_neg} negative weight(s) after a nonlinearity",
-                    "make them non-negative (maxaffine.convex.project_) or use InputConvexMLP"))
-            seen_weighted = True
-        elif type(m) in _BATCHNORM:
-            if m.training:
-                offenders.append(Offender(path, kind, "BatchNorm in training mode is not a fixed "
-                                          "affine map", "call model.eval()"))
-            elif seen_nonlinear:
-                scale = (m.weight.detach() if m.affine else torch.ones(1))
-                if (scale < 0).any():
-                    offenders.append(Offender(path, kind, "negative scale after a nonlinearity",
-                                              "keep BatchNorm weights non-negative"))
-        elif type(m) in _NEUTRAL or type(m) in _POOL_AVG:
-            if type(m) is nn.Dropout and m.training:
-                offenders.append(Offender(path, kind, "Dropout in training mode is random",
-                                          "call model.eval()"))
-        elif type(m) in _POOL_MAX:
-            seen_nonlinear = True  # a max of convex functions: convex and non-decreasing
-        else:
+    output_state = "const"
+    for fxn in gm.graph.nodes:
+        module = modules.get(fxn.target) if fxn.op == "call_module" else None
+        if fxn.op == "placeholder":
+            if states:
+                offenders.append(Offender(fxn.name, "input", "the model takes several inputs",
+                                          "analyse a model of one input tensor"))
+            env[fxn.name] = X
+            states[fxn.name] = "affine"
+            continue
+        if fxn.op == "output":
+            outs = [states[a.name] for a in fxn.all_input_nodes]
+            output_state = "convex" if "convex" in outs else "affine"
+            continue
+        if fxn.op == "get_attr":
+            value = gm
+            for part in str(fxn.target).split("."):
+                value = getattr(value, part)
+            env[fxn.name], states[fxn.name] = value, "const"
+            continue
+        ins = [states[a.name] for a in fxn.all_input_nodes]
+        flags = _flags(fxn.args, states)
+        args = fx.node.map_arg(fxn.args, lambda a: env[a.name])
+        kwargs = fx.node.map_arg(fxn.kwargs, lambda a: env[a.name])
+        ctx = NodeContext(fxn, module, tuple(args), dict(kwargs), flags)
+        depends = any(s != "const" for s in ins)
+        value = None
+        if not depends or X is not None:
+            with torch.no_grad():
+                value = ctx.call()
+        env[fxn.name] = value
+        if not depends:
+            states[fxn.name] = "const"
+            continue
+        if _is_meta(fxn, value, states):
+            states[fxn.name] = "meta"
+            continue
+        path = names.get(fxn.name) or _node_path(fxn)
+        kind = _op_name(fxn, module)
+        rule = (bound.get(fxn.name) if bound is not None
+                else lookup(_op_key(fxn, module), rules, module))
+        tensor_ins = [states[a.name] for a in _var_nodes(fxn.args, flags)]
+        convex_in = [s == "convex" for s in tensor_ins]
+        states[fxn.name] = "convex"
+        if rule is None:
+            offenders.append(Offender(path, kind, "no rule for this op, so its convexity is "
+                                      "unknown", "register a rule that declares is_convex and "
+                                      "is_monotone, or rely on the numerical check"))
+            continue
+        if not rule.refused:
             try:
-                convex, increasing, why = _activation_shape(m)
-            except KeyError:
-                offenders.append(Offender(path, kind, "unknown module; its convexity cannot be "
-                                          "verified", "use known layers or rely on the "
-                                          "numerical check"))
+                problem = rule.check(ctx, path)
+            except Exception:
+                if X is not None:
+                    raise
+                problem = None
+            if problem is not None:  # e.g. a product of two inputs under the product rule
+                offenders.append(problem)
                 continue
-            if not convex or (seen_nonlinear and not increasing):
-                offenders.append(Offender(path, kind, why, "use ReLU, LeakyReLU(0 <= slope <= 1), "
-                                          "Softplus or CELU"))
-            seen_nonlinear = True
-    if not seen_weighted:
-        offenders.append(Offender("", type(model).__name__, "no Linear or Conv layer found",
-                                  "check the model"))
+        if rule.training_mode(ctx):
+            offenders.append(Offender(path, kind, "in training mode (random or batch-dependent)",
+                                      "call model.eval()"))
+        if rule.kind != "piecewise" and not rule.refused and not any(convex_in):
+            states[fxn.name] = "affine"
+            continue
+        convex = rule.is_convex(ctx)
+        if convex is not True:
+            why = ("its convexity is unknown (the rule declares none)" if convex is None
+                   else "not convex")
+            offenders.append(Offender(path, kind, why, "use ReLU, LeakyReLU(0 <= slope <= 1), "
+                                      "max-pooling, Softplus or CELU"))
+            continue
+        mono = tuple(rule.is_monotone(ctx))
+        bad = [m for m, c in zip(mono, convex_in) if c and m is not True]
+        if bad:
+            if rule.kind == "affine":
+                why = "negative weight(s) applied to a convex, non-affine input"
+                fix = "make them non-negative (maxaffine.convex.project_) or use InputConvexMLP"
+            else:
+                why, fix = ("not non-decreasing, applied to a convex, non-affine input",
+                            "use a non-decreasing convex nonlinearity after the first layer")
+            if any(m is None for m in bad):
+                why = "monotonicity unknown (the rule declares none), " + why.split(",", 1)[1]
+            offenders.append(Offender(path, kind, why, fix))
+    if output_state not in ("convex", "affine"):
+        offenders.append(Offender("output", type(model).__name__, "the output is not a tensor",
+                                  "return one tensor"))
     return offenders
 
 
-def _structural_icnn(model: InputConvexMLP) -> list[Offender]:
-    offenders: list[Offender] = []
-    try:
-        convex, increasing, why = _activation_shape(model.activation)
-    except KeyError:
-        convex, increasing, why = False, False, "unknown activation module"
-    if not (convex and increasing):
-        offenders.append(Offender("activation", type(model.activation).__name__, why,
-                                  "use relu, leaky_relu or softplus"))
-    for k, layer in enumerate(model.layers):
-        w = layer.weight.detach()
-        if (w < 0).any():
-            offenders.append(Offender(
-                f"layers.{k}", "Linear", f"{int((w < 0).sum())} negative weight(s)",
-                "call maxaffine.convex.project_(model) after each optimizer step"))
-    return offenders
+def _flags(args, states):
+    if isinstance(args, (tuple, list)):
+        return tuple(_flags(a, states) for a in args)
+    if isinstance(args, fx.Node):
+        return states[args.name] not in ("const", "meta")
+    return False
+
+
+def _var_nodes(args, flags) -> list[fx.Node]:
+    out: list[fx.Node] = []
+    for a, f in zip(args, flags):
+        if isinstance(f, tuple):
+            out += _var_nodes(tuple(a), f)
+        elif f:
+            out.append(a)
+    return out
 
 
 @dataclass(frozen=True)
@@ -431,33 +525,45 @@ def midpoint_check(model: nn.Module, example_input: torch.Tensor, *, n_pairs: in
     return MidpointCheck(n_pairs, int(viol.sum()), float(gap.max()), atol, worst)
 
 
-def is_convex(model: nn.Module, example_input: torch.Tensor | None = None, *,
-              n_pairs: int = 512, seed: int = 0, atol: float = 1e-9,
-              rtol: float = 1e-9) -> ConvexityReport:
+def is_convex(model: nn.Module | Trace, example_input: torch.Tensor | None = None, *,
+              n_pairs: int = 512, seed: int = 0, atol: float = 1e-9, rtol: float = 1e-9,
+              rules: Mapping[Any, Any] | None = None) -> ConvexityReport:
     """Prove (structurally) and test (numerically) that ``model`` is convex in its input.
 
-    Structural proof: for an ``nn.Sequential`` (nested Sequentials are flattened) the first
-    affine layer may have any weights; after the first nonlinearity every Linear/Conv weight
-    and BatchNorm scale must be non-negative and every nonlinearity convex and non-decreasing
-    (ReLU, LeakyReLU/PReLU with slope in [0, 1], Softplus, CELU, ELU with alpha in [0, 1];
-    max- and average-pooling are fine). The first nonlinearity only needs to be convex.
-    For :class:`InputConvexMLP` the activation and the sign of every ``layers`` weight are
-    checked (skip weights from the input may have any sign). Other models cannot be proved.
+    Structural proof, on the model's graph (any forward that torch.fx can trace: residual
+    sums, concatenations, functional calls), by the composition rules of convex analysis.
+    Every value is tracked as affine or convex in the input; each op's rule declares
+    whether the op is convex (:meth:`Rule.is_convex <maxaffine.layers.Rule.is_convex>`)
+    and non-decreasing in each input (:meth:`Rule.is_monotone
+    <maxaffine.layers.Rule.is_monotone>`; for an affine op: non-negative weights):
+
+    - an affine op of affine values is affine; any op declared convex of affine values is
+      convex (the first nonlinearity only needs to be convex: ``|u|`` is fine there);
+    - an op of convex, non-affine values must be convex and non-decreasing in them:
+      non-negative Linear/Conv weights and BatchNorm scales, and nonlinearities such as
+      ReLU, LeakyReLU/PReLU with slope in [0, 1], max-pooling, maxout, Softplus, CELU,
+      ELU with alpha in [0, 1]; sums, averages and reshapes always qualify.
+
+    Skip connections from the input (affine) may have any sign. Every op that breaks a
+    rule is listed (each is then assumed fixed, so later obstacles are found too).
 
     Numerical test: midpoint convexity on random pairs (:func:`midpoint_check`); any violation
     disproves convexity whatever the structure says.
 
     Parameters
     ----------
-    model : nn.Module
+    model : nn.Module or Trace
     example_input : Tensor, shape (N, *in_shape), optional
-        Inputs around which pairs are drawn. If None, standard normal inputs are used when the
-        input size can be read from the model (InputConvexMLP, or a Sequential starting with
-        Linear); otherwise the numerical check is skipped.
+        Inputs around which pairs are drawn (and at which the rules see real inputs). If
+        None, standard normal inputs are used when the input size can be read from the
+        model (InputConvexMLP, or a Sequential starting with Linear); otherwise the
+        numerical check is skipped.
     n_pairs : int
     seed : int
     atol, rtol : float
         Tolerances of the midpoint inequality (float64 round-off).
+    rules : mapping, optional
+        Extra or overriding rules, as in :func:`maxaffine.trace`.
 
     Returns
     -------
@@ -477,19 +583,20 @@ def is_convex(model: nn.Module, example_input: torch.Tensor | None = None, *,
     References
     ----------
     .. [1] Amos, Xu, Kolter, "Input convex neural networks", ICML 2017.
+    .. [2] Boyd, Vandenberghe, "Convex Optimization", 2004, section 3.2 (operations that
+       preserve convexity).
     """
+    graph = bound = None
+    if isinstance(model, Trace):
+        graph = model.graph_module
+        bound = {n.fx_node.name: n.rule for n in model.nodes if n.kind == "var"}
+        model = model.model
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(model, InputConvexMLP):
-        reasons = _structural_icnn(model)
-    elif isinstance(model, nn.Sequential):
-        reasons = _structural_sequential(model)
-    else:
-        reasons = [Offender("", type(model).__name__, "only nn.Sequential and InputConvexMLP can "
-                            "be proved convex structurally", "rely on the numerical check")]
-    structural = not reasons
     gen = torch.Generator().manual_seed(int(seed))
     X = example_input if example_input is not None else _default_inputs(model, 64, gen)
+    reasons = _prove(model, X, rules, graph, bound)
+    structural = not reasons
     numerical = None
     if X is not None:
         numerical = midpoint_check(model, X, n_pairs=n_pairs, seed=seed, atol=atol, rtol=rtol)
@@ -500,6 +607,23 @@ def is_convex(model: nn.Module, example_input: torch.Tensor | None = None, *,
     else:
         status = "unverified"
     return ConvexityReport(status == "proved", structural, status, tuple(reasons), numerical)
+
+
+def _prove(model: nn.Module, X: torch.Tensor | None, rules, graph, bound) -> list[Offender]:
+    try:
+        gm = graph if graph is not None else _graph_of(model, rules)
+    except Exception as exc:  # noqa: BLE001  torch.fx raises many types for untraceable code
+        return [Offender("<forward>", type(model).__name__, f"torch.fx could not trace the "
+                         f"forward ({exc})", "avoid Python control flow that depends on tensor "
+                         "values in forward, or rely on the numerical check")]
+    if X is not None:
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
+                     torch.get_default_dtype())
+        try:
+            return _structural_graph(model, torch.as_tensor(X).to(dtype), rules, gm, bound)
+        except Exception:  # noqa: BLE001  inputs the graph cannot run on
+            X = None  # prove from the parameters and constants alone
+    return _structural_graph(model, None, rules, gm, bound)
 
 
 __all__ = [

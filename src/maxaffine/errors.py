@@ -64,8 +64,14 @@ class TrainingModeError(_ListingError):
     headline = "module(s) in training mode (call model.eval() first)"
 
 
-class NotPiecewiseLinearError(MaxAffineError):
-    """A requested quantity needs a convex piecewise-affine (MASO) node but got something else."""
+class NotConvexError(MaxAffineError):
+    """A MASO view (pieces, power diagram) was asked of a node that is not a max of affine
+    pieces: piecewise-affine but not convex (a clamp, a leaky ReLU with slope > 1), or a
+    two-branch maximum whose branches are not stacked. Its A[x], codes and partitions are
+    still exact.
+
+    ``NotPiecewiseLinearError`` is the deprecated former name of this class.
+    """
 
 
 class InputError(MaxAffineError, ValueError):
@@ -89,9 +95,20 @@ __all__ = [
     "Offender",
     "UnsupportedLayerError",
     "TrainingModeError",
-    "NotPiecewiseLinearError",
+    "NotConvexError",
     "InputError",
     "DegenerateSliceError",
     "BudgetExceededError",
     "BudgetWarning",
 ]
+
+
+def __getattr__(name: str):
+    if name == "NotPiecewiseLinearError":
+        import warnings
+
+        warnings.warn("NotPiecewiseLinearError is deprecated (the nodes it names are "
+                      "piecewise-linear but not convex); catch NotConvexError", DeprecationWarning,
+                      stacklevel=2)
+        return NotConvexError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

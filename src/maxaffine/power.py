@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InputError, NotPiecewiseLinearError
+from .errors import InputError, NotConvexError
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def _layer_pieces(model, layer: str, x: torch.Tensor, start: str | None):
         )
     var_inputs = _flatten_vars(node.fx_node.args, node.var)
     if len(var_inputs) != 1:
-        raise NotPiecewiseLinearError(
+        raise NotConvexError(
             f"layer {layer!r} combines {len(var_inputs)} branches; its MASO view needs a single "
             f"pre-activation (stack the branches and use maxout)"
         )
@@ -137,7 +137,7 @@ def maso(model, layer: str, x: torch.Tensor, *, start: str | None = None) -> MAS
 
     Raises
     ------
-    NotPiecewiseLinearError
+    NotConvexError
         For non-convex nodes (Hardtanh, clamp to [lo, hi]) which are differences of MASOs.
 
     Examples

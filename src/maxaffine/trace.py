@@ -21,7 +21,6 @@ from .errors import (InputError, MaxAffineError, Offender, TrainingModeError,
                      UnsupportedLayerError)
 from .layers import REGISTRY, Rule, key_name, lookup
 from .layers.base import NodeContext
-from .layers.refused import RefusedRule
 
 UNKNOWN_FIX = ("no rule is registered for this op; if it is affine or continuous "
                "piecewise-affine, add one with maxaffine.register_rule or trace(..., rules={op: Rule})")
@@ -610,7 +609,7 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
         rule = lookup(key, rules, module)
         if rule is None:
             offenders.append(Offender(path, key_name(key), "no rule for this op", UNKNOWN_FIX))
-        elif isinstance(rule, RefusedRule):
+        elif rule.refused:
             offenders.append(rule.check(ctx, path))
         else:
             problem = rule.check(ctx, path)

@@ -27,9 +27,12 @@ class TwoSlopeRule(PiecewiseRule):
     def code(self, ctx: NodeContext) -> torch.Tensor:
         return ctx.u > 0
 
+    def sign_code(self, ctx: NodeContext) -> bool:
+        return type(self).code is TwoSlopeRule.code
+
     def switching(self, ctx: NodeContext) -> Switch:
         code_of = None
-        if type(self).code is TwoSlopeRule.code:  # u > 0, without building a node context
+        if self.sign_code(ctx):  # u > 0, without building a node context
             ushape = tuple(ctx.u.shape[1:])
             code_of = lambda Z: torch.from_numpy(Z > 0).reshape((len(Z),) + ushape)
         return Switch.breakpoints(ctx, self, [0.0], code_of=code_of)
@@ -55,11 +58,15 @@ class TwoSlopeRule(PiecewiseRule):
         neg, pos = self.slopes(ctx)
         return bool(torch.all(torch.as_tensor(neg) <= torch.as_tensor(pos)))
 
+    def is_monotone(self, ctx: NodeContext) -> tuple[bool]:
+        neg, pos = self.slopes(ctx)
+        return (bool(torch.all(torch.as_tensor(neg) >= 0) and torch.all(torch.as_tensor(pos) >= 0)),)
+
     def pieces(self, ctx: NodeContext, A_pre: torch.Tensor, b_pre: torch.Tensor):
-        from ..errors import NotPiecewiseLinearError
+        from ..errors import NotConvexError
 
         if not self.is_convex(ctx):
-            raise NotPiecewiseLinearError(
+            raise NotConvexError(
                 f"node {ctx.node.name}: negative-side slope exceeds positive-side slope, so the "
                 f"unit is min(s₋u, s₊u), concave, not a max-affine spline; A[x], codes and "
                 f"partitions are still exact"
@@ -128,6 +135,8 @@ class PReLURule(TwoSlopeRule):
     def slopes(self, ctx):
         w = ctx.module.weight
         u = ctx.u
+        if u is None:  # no input at hand (convexity prover): the slopes themselves
+            return w.detach(), 1.0
         if w.numel() > 1 and u.dim() > 1:
             w = w.reshape((1, -1) + (1,) * (u.dim() - 2))
         return w.detach().to(u.dtype), 1.0
@@ -169,6 +178,7 @@ class ClampRule(PiecewiseRule):
     """
 
     convex = False
+    monotone = True
     description = "clamp to [lo, hi]: continuous piecewise-affine, not convex"
 
     def bounds(self, ctx: NodeContext) -> tuple[float, float]:
@@ -181,6 +191,9 @@ class ClampRule(PiecewiseRule):
 
     def switching(self, ctx: NodeContext) -> Switch:
         return Switch.breakpoints(ctx, self, self.bounds(ctx))
+
+    def is_convex(self, ctx: NodeContext) -> bool:
+        return not math.isfinite(self.bounds(ctx)[1])  # max(lo, u) alone is convex
 
     def apply(self, ctx: NodeContext, code: torch.Tensor, K: int, bias: bool):
         lo, hi = self.bounds(ctx)
@@ -283,6 +296,7 @@ class MaximumRule(PiecewiseRule):
     """``max(a, b)`` elementwise: two affine pieces; code ``1[a ≥ b]`` (ties to ``a``)."""
 
     description = "elementwise max(a, b) of two branches; code 1[a ≥ b]"
+    monotone = True
 
     def code(self, ctx: NodeContext) -> torch.Tensor:
         return ctx.args[0] >= ctx.args[1]
@@ -318,9 +332,9 @@ class MaximumRule(PiecewiseRule):
         return merge_copies(out.expand(code.shape[0], K, *out.shape[2:]))
 
     def pieces(self, ctx: NodeContext, A_pre, b_pre):
-        from ..errors import NotPiecewiseLinearError
+        from ..errors import NotConvexError
 
-        raise NotPiecewiseLinearError(
+        raise NotConvexError(
             f"node {ctx.node.name}: the MASO view of a two-branch maximum needs both branches' "
             f"maps; stack the branches and use maxout (torch.amax over a dim) instead"
         )

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import fx, nn
@@ -51,7 +52,7 @@ class NodeContext:
     kwargs: dict
     var: tuple
 
-    def replace(self, args: tuple) -> "NodeContext":
+    def replace(self, args: tuple) -> NodeContext:
         return NodeContext(self.node, self.module, tuple(args), self.kwargs, self.var)
 
     def call(self, *args: Any, **kwargs: Any) -> Any:
@@ -91,7 +92,26 @@ def merge_copies(t: torch.Tensor) -> torch.Tensor:
 
 
 class Rule:
-    """Base class of all rules. Subclasses set ``kind`` and implement the methods they need.
+    """Base class of all rules: everything the library needs to know about one op family.
+
+    A rule is stateless (one instance serves every node bound to it); each method receives
+    the node as a :class:`NodeContext`. Engines only call the methods below, so a subclass
+    that implements them works in every analysis; :func:`maxaffine.testing.check_rule`
+    checks each against an independent oracle.
+
+    ============================  =====================================================
+    method                        needed for
+    ============================  =====================================================
+    :meth:`forward`               every analysis (the real op; default ``ctx.call()``)
+    :meth:`apply`, :meth:`vjp`    affine maps (forward and reverse mode)
+    :meth:`code`                  piecewise rules: the VQ code
+    :meth:`switching`             piecewise rules: partitions of slices and paths
+    :meth:`pieces`                convex piecewise rules: MASO pieces, power diagrams
+    :meth:`is_convex`,            the convexity prover, :func:`maxaffine.is_convex`
+    :meth:`is_monotone`
+    :meth:`check`                 refusing a node with a reason and a fix
+    :meth:`examples`              conformance tests
+    ============================  =====================================================
 
     Attributes
     ----------
@@ -99,12 +119,28 @@ class Rule:
         ``affine``: an affine map of its variable inputs (R = 1 pieces).
         ``piecewise``: a continuous piecewise-affine nonlinearity with a VQ code.
         ``shape``: a rearrangement (reshape, permute, getitem) -- linear, no bias.
-    convex : bool
-        For piecewise rules: whether every unit is a max of affine pieces (a MASO).
+    convex : bool or None
+        Default of :meth:`is_convex`: whether every output entry is convex in the node's
+        inputs (for piecewise rules: a max of affine pieces, a MASO); None when unknown.
+    monotone : bool or None
+        Default of :meth:`is_monotone`: whether the op is non-decreasing in every input
+        entry (for an affine op: its matrix is entrywise non-negative); None when unknown.
+    refused : bool
+        True for known ops that maxaffine refuses (they are not piecewise-affine, or not
+        continuous); :meth:`check` then returns the offender with ``reason`` and
+        ``description`` (the way out). Refused rules may still declare ``convex`` and
+        ``monotone``: the convexity prover reads them.
+    reason : str
+        Why a refused op is refused.
+    description : str
+        One line for the table of supported ops (for a refused rule: the fix).
     """
 
     kind: ClassVar[str] = "affine"
-    convex: ClassVar[bool] = True
+    convex: ClassVar[bool | None] = True
+    monotone: ClassVar[bool | None] = None
+    refused: ClassVar[bool] = False
+    reason: ClassVar[str] = ""
     description: ClassVar[str] = ""
 
     # -- validation -------------------------------------------------------------------
@@ -156,9 +192,38 @@ class Rule:
             grads = torch.autograd.grad(out, leaves, grad, allow_unused=True)
         return [g if g is not None else torch.zeros_like(leaf) for g, leaf in zip(grads, leaves)]
 
-    def is_convex(self, ctx: NodeContext) -> bool:
-        """Whether this node (with its parameters) is a max of affine pieces."""
+    # -- declared properties ------------------------------------------------------------
+    def is_convex(self, ctx: NodeContext) -> bool | None:
+        """Whether every output entry of this node (with its parameters) is convex in its
+        inputs; for a piecewise rule, whether it is a max of affine pieces (a MASO).
+
+        ``ctx``'s variable arguments may be None (the convexity prover runs without
+        example inputs): read parameters and constant arguments only. None: unknown.
+        """
         return self.convex
+
+    def is_monotone(self, ctx: NodeContext) -> tuple[bool | None, ...]:
+        """Whether this node is non-decreasing in each variable input, entrywise.
+
+        For an affine op this says that the matrix of its linear part with respect to that
+        input is entrywise non-negative (non-negative weights); for a nonlinearity that it
+        is non-decreasing. ``ctx``'s variable arguments may be None, as in
+        :meth:`is_convex`.
+
+        Returns
+        -------
+        tuple of bool or None
+            One entry per variable input, in the order of :meth:`vjp`'s cotangents (True:
+            non-decreasing, False: not, None: unknown).
+        """
+        return (self.monotone,) * n_variables(ctx)
+
+    def sign_code(self, ctx: NodeContext) -> bool:
+        """True when the code is exactly ``u > 0`` of the first input, entrywise.
+
+        Analyses then read code changes from the signs of ``u`` without forming codes
+        (e.g. local complexity counts units whose ``u`` changes sign)."""
+        return False
 
     # -- MASO view --------------------------------------------------------------------
     def pieces(self, ctx: NodeContext, A_pre: torch.Tensor, b_pre: torch.Tensor):
@@ -175,15 +240,15 @@ class Rule:
         A : Tensor, shape (B, K, R, D); B : Tensor, shape (B, K, R); and a function mapping
         this rule's code (B, *out_shape) to piece indices (B, K).
         """
-        from ..errors import NotPiecewiseLinearError
+        from ..errors import NotConvexError
 
-        raise NotPiecewiseLinearError(
+        raise NotConvexError(
             f"{type(self).__name__} is not a max-affine spline operator (not convex), so it has "
             f"no MASO pieces or power diagram; its A[x], codes and partitions are still exact"
         )
 
     # -- switching ----------------------------------------------------------------------
-    def switching(self, ctx: NodeContext) -> "Switch | None":
+    def switching(self, ctx: NodeContext) -> Switch | None:
         """The functions whose zero sets cut the input space at this piecewise node.
 
         Parameters
@@ -213,7 +278,10 @@ class Rule:
 
 
 class AffineRule(Rule):
-    """An op whose single variable input enters linearly, plus an optional constant."""
+    """An op whose variable inputs enter linearly, plus an optional constant.
+
+    Subclasses declare :meth:`~Rule.is_monotone` (the sign of their linear map) so that the
+    convexity prover can use them after a nonlinearity."""
 
     kind = "affine"
 
@@ -222,6 +290,7 @@ class ShapeRule(Rule):
     """A rearrangement of entries (reshape, permute, slicing, concatenation): linear, no bias."""
 
     kind = "shape"
+    monotone = True  # each output entry is one input entry (or a constant)
 
     def apply(self, ctx: NodeContext, code, K: int, bias: bool) -> Any:
         return ctx.call()
@@ -231,6 +300,15 @@ class PiecewiseRule(Rule):
     """A continuous piecewise-affine elementwise nonlinearity with a per-unit VQ code."""
 
     kind = "piecewise"
+
+
+def n_variables(ctx: NodeContext) -> int:
+    """Number of variable (input-dependent) tensors among ``ctx``'s positional arguments."""
+
+    def count(flags: Any) -> int:
+        return sum(count(f) for f in flags) if isinstance(flags, tuple) else int(bool(flags))
+
+    return count(ctx.var)
 
 
 def numel(shape: Sequence[int]) -> int:

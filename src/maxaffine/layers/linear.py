@@ -24,6 +24,9 @@ class LinearRule(AffineRule):
     def vjp(self, ctx: NodeContext, code, K: int, grad: torch.Tensor):
         return [grad @ ctx.module.weight]
 
+    def is_monotone(self, ctx: NodeContext):
+        return (bool((ctx.module.weight >= 0).all()),)
+
     @classmethod
     def examples(cls):
         yield nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3)), torch.randn(6, 5)
@@ -46,6 +49,10 @@ class FunctionalLinearRule(AffineRule):
         weight = ctx.args[1] if len(ctx.args) > 1 else ctx.kwargs["weight"]
         b = ctx.args[2] if len(ctx.args) > 2 else ctx.kwargs.get("bias")
         return F.linear(ctx.u, weight, b if bias else None)
+
+    def is_monotone(self, ctx: NodeContext):
+        weight = ctx.args[1] if len(ctx.args) > 1 else ctx.kwargs["weight"]
+        return (bool((weight >= 0).all()),)
 
     @classmethod
     def examples(cls):
@@ -70,6 +77,9 @@ class ConvRule(AffineRule):
     def apply(self, ctx: NodeContext, code, K: int, bias: bool):
         m = ctx.module
         return m._conv_forward(ctx.u, m.weight, m.bias if bias else None)
+
+    def is_monotone(self, ctx: NodeContext):
+        return (bool((ctx.module.weight >= 0).all()),)
 
     def vjp(self, ctx: NodeContext, code, K: int, grad: torch.Tensor):
         m = ctx.module
@@ -119,6 +129,9 @@ class BatchNormRule(AffineRule):
     def vjp(self, ctx: NodeContext, code, K: int, grad: torch.Tensor):
         scale, _ = self._scale_shift(ctx.module, grad.dim())
         return [grad * scale]
+
+    def is_monotone(self, ctx: NodeContext):
+        return (bool((self._scale_shift(ctx.module, 2)[0] >= 0).all()),)
 
     @classmethod
     def examples(cls):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +67,7 @@ class MaxPoolRule(PiecewiseRule):
     """Max-pooling: each output unit is the max over its window; code = torch's argmax index."""
 
     description = "max over each window; code = argmax index (torch's tie-breaking)"
+    monotone = True
 
     def _dims(self, ctx: NodeContext) -> int:
         return ctx.u.dim() - 2
@@ -229,6 +230,7 @@ class MaxoutRule(PiecewiseRule):
     Code: argmax along the dimension (ties go to the first maximal element)."""
 
     description = "maxout x.max(dim) / amax(x, dim); code = argmax (first on ties)"
+    monotone = True
     _maximum = MaximumRule()
 
     def is_maximum(self, ctx) -> bool:
@@ -307,6 +309,8 @@ class MaxoutRule(PiecewiseRule):
 
 
 class _ReducingAffineRule(AffineRule):
+    monotone = True  # non-negative averages and sums
+
     def check(self, ctx, path):
         dim = ctx.args[1] if len(ctx.args) > 1 else ctx.kwargs.get("dim")
         dims = dim if isinstance(dim, (tuple, list)) else (dim,)
@@ -347,14 +351,16 @@ class AveragingRule(AffineRule):
 
     description = "average pooling, adaptive average pooling, upsampling"
 
-    def check(self, ctx, path):
-        mode = None
+    def is_monotone(self, ctx):
+        # averages and nearest/linear interpolation have non-negative weights; the cubic
+        # kernel has negative lobes
+        return (self._mode(ctx) != "bicubic",)
+
+    def _mode(self, ctx) -> str | None:
         if isinstance(ctx.module, nn.Upsample):
-            mode = ctx.module.mode
-        elif ctx.node.target is F.interpolate:
-            mode = ctx.kwargs.get("mode", ctx.args[3] if len(ctx.args) > 3 else "nearest")
-        if mode in ("bicubic",):
-            return None  # bicubic is still linear in the input
+            return ctx.module.mode
+        if ctx.node.target is F.interpolate:
+            return ctx.kwargs.get("mode", ctx.args[3] if len(ctx.args) > 3 else "nearest")
         return None
 
     def apply(self, ctx, code, K, bias):

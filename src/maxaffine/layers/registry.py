@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .base import Rule
 
@@ -63,15 +65,70 @@ def register_rule(*keys: Any) -> Callable[[type[Rule]], type[Rule]]:
     return decorate
 
 
+def unregister_rule(*keys: Any) -> dict[Any, Rule]:
+    """Remove op keys from the registry (the inverse of :func:`register_rule`).
+
+    Parameters
+    ----------
+    *keys : op key or Rule subclass
+        Op keys as in :func:`register_rule`; a rule class stands for every key it was
+        registered with.
+
+    Returns
+    -------
+    dict
+        ``{key: rule}`` of what was removed (``REGISTRY.update(removed)`` restores it).
+
+    Raises
+    ------
+    InputError
+        For a key that is not registered (nothing is removed then).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from maxaffine.layers import REGISTRY, register_rule, unregister_rule, PiecewiseRule
+    >>> class Mine(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return x
+    >>> @register_rule(Mine)
+    ... class MineRule(PiecewiseRule):
+    ...     pass
+    >>> removed = unregister_rule(MineRule)
+    >>> list(removed) == [Mine], Mine in REGISTRY
+    (True, False)
+    """
+    from ..errors import InputError
+
+    wanted: list[Any] = []
+    for key in keys:
+        if isinstance(key, type) and issubclass(key, Rule):
+            wanted += [k for k in getattr(key, "keys", ()) if type(REGISTRY.get(k)) is key]
+        else:
+            wanted.append(key)
+    missing = [key_name(k) for k in wanted if k not in REGISTRY]
+    if missing:
+        raise InputError(f"no rule is registered for {', '.join(missing)}; see "
+                         f"maxaffine.supported_layers() for the registered ops")
+    return {k: REGISTRY.pop(k) for k in wanted}
+
+
 def lookup(key: Any, overrides: Mapping[Any, Rule | type[Rule]] | None = None,
            module: nn.Module | None = None) -> Rule | None:
-    """Find the rule for ``key``: per-module override, then caller's mapping, then registry."""
+    """Find the rule for ``key``: per-module override, then caller's mapping, then registry.
+
+    A module with parametrized weights (``torch.nn.utils.parametrize``) has a generated
+    subclass as its type; it is looked up as the type it had before (its forward is the
+    parent's, on the parametrized weights)."""
     if overrides:
         for candidate in (module, key):
             if candidate is not None and candidate in overrides:
                 rule = overrides[candidate]
                 return rule() if isinstance(rule, type) else rule
-    return REGISTRY.get(key)
+    rule = REGISTRY.get(key)
+    if rule is None and module is not None and parametrize.is_parametrized(module):
+        rule = lookup(parametrize.type_before_parametrizations(module), overrides)
+    return rule
 
 
 def supported_layers() -> dict[str, str]:
@@ -84,7 +141,7 @@ def supported_layers() -> dict[str, str]:
     """
     rows = {}
     for key, rule in REGISTRY.items():
-        if getattr(rule, "refuse", False):
+        if rule.refused:
             continue
         label = rule.kind
         if rule.kind == "piecewise":
@@ -97,7 +154,7 @@ def layer_table() -> str:
     """Markdown table of the supported ops, one row per rule (used by the README and CLI)."""
     groups: dict[type, list[str]] = {}
     for key, rule in REGISTRY.items():
-        if not getattr(rule, "refuse", False):
+        if not rule.refused:
             groups.setdefault(type(rule), []).append(key_name(key))
     rows = ["| ops | kind | how maxaffine reads them |", "|---|---|---|"]
     for cls, keys in sorted(groups.items(), key=lambda kv: kv[1][0]):
@@ -113,6 +170,6 @@ def refused_layers() -> dict[str, str]:
     """Known ops that maxaffine refuses, with the suggested way out."""
     rows = {}
     for key, rule in REGISTRY.items():
-        if getattr(rule, "refuse", False):
+        if rule.refused:
             rows[key_name(key)] = rule.description
     return dict(sorted(rows.items()))

@@ -209,6 +209,15 @@ class AddRule(AffineRule):
             grads.append(g)
         return grads
 
+    def is_monotone(self, ctx):
+        target = ctx.node.target
+        name = target if isinstance(target, str) else getattr(target, "__name__", "")
+        if name == "neg":
+            return (False,)
+        alpha = ctx.kwargs.get("alpha", 1)
+        signs = (1, -alpha if name in ("sub", "isub") else alpha)
+        return tuple(bool(s >= 0) for s, (_, v) in zip(signs, _split_args(ctx)) if v)
+
     @classmethod
     def examples(cls):
         class Residual(nn.Module):
@@ -249,6 +258,15 @@ class ScaleRule(AffineRule):
 
     def apply(self, ctx, code, K, bias):
         return ctx.call()
+
+    def is_monotone(self, ctx):
+        name = getattr(ctx.node.target, "__name__", str(ctx.node.target))
+        const = next((a for a, v in zip(ctx.args[:2], ctx.var[:2]) if not v), None)
+        if const is None:  # a product of two inputs: refused by check
+            return tuple(None for v in ctx.var[:2] if v)
+        c = torch.as_tensor(const)
+        ok = bool((c > 0).all()) if name in ("truediv", "div") else bool((c >= 0).all())
+        return tuple(ok for v in ctx.var[:2] if v)
 
     @classmethod
     def examples(cls):
