@@ -31,6 +31,7 @@ from .datasets import Dataset, digits, toy2d
 from .training import History, accuracy, train
 
 TOY_WIDTHS = (2, 45, 3, 4)
+"""Layer widths of the toy network: 2 inputs, 45 and 3 ReLU units, 4 classes."""
 
 
 def toy_network(seed: int = 0, *, zero_bias: bool = True) -> nn.Sequential:

@@ -10,8 +10,8 @@ from torch.nn.utils import parametrize
 
 from .base import Rule
 
-#: key -> rule instance. Keys are nn.Module subclasses, functions, or "Tensor.<method>" strings.
 REGISTRY: dict[Any, Rule] = {}
+"""Key -> rule instance. Keys are nn.Module subclasses, functions, or "Tensor.<method>" strings."""
 
 
 def key_name(key: Any) -> str:
