@@ -18,7 +18,7 @@ from ._arrange import cut_all
 from ._budget import MEMORY_FRACTION, MemoryBudget
 from ._mesh import TOL, Mesh, Polys, Rows, pack_label
 from ._network import Evaluator, switch_of
-from .partition import Level, Partition
+from .partition import Level, Partition, check_tol
 from .slice import Slice
 
 
@@ -358,7 +358,11 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     tol : float
         Relative tolerance (of each cutting function's largest value on the slice) below
         which a vertex counts as lying on the line. Regions thinner than this are not
-        created; ``Partition.n_snapped`` counts the events.
+        created; ``Partition.n_snapped`` counts the events. Accepted range
+        ``[1e-15, 1e-9]`` (:data:`~maxaffine.partition.partition.TOL_RANGE`); anything
+        else (zero, negative, NaN, larger) raises :class:`~maxaffine.errors.InputError`.
+        Every accepted value gives areas summing to the domain and region codes equal to
+        :func:`maxaffine.codes` at the interior points.
 
     Returns
     -------
@@ -367,7 +371,7 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     Raises
     ------
     InputError
-        Shape mismatch between slice and model, unknown layers.
+        Shape mismatch between slice and model, unknown layers, ``tol`` out of range.
     DegenerateSliceError
         Raised by :class:`Slice` for collinear anchors, zero area, non-finite values.
     UnsupportedLayerError
@@ -391,6 +395,7 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
         raise InputError(f"slice must be a maxaffine.Slice, got {type(slice).__name__}")
     if max_regions is not None and max_regions < 1:
         raise InputError(f"max_regions must be positive; got {max_regions}")
+    tol = check_tol(tol, "partition_slice")
     mem = MemoryBudget(memory_budget)
     tr = _as_trace(model, slice)
     names = _resolve_layers(tr, layers)
@@ -399,6 +404,7 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     history: list[Level] = []
     parents: list[np.ndarray] = []
     level_codes: list[torch.Tensor | None] = []
+    level_tied: list[np.ndarray] = []  # regions whose code is a tie of the vertex values
     stopped = during = None  # why and in which layer the refinement stopped early
     prev: tuple | None = None  # (layer name, Switch, function values at the vertices)
     S = _summing(mesh.polys, mesh.n)  # sums vertex rows over the current polygons
@@ -425,9 +431,11 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
                 break
             polys, Z, codes, stop = step
             S = _summing(polys, mesh.n)
+            tied = np.zeros(polys.n, bool)
             if codes is None and Z is not None:
-                codes = _region_codes(sw, Z, polys, S)
+                codes, tied = _region_codes(sw, Z, polys, S, mesh.tol)
             level_codes.append(codes)
+            level_tied.append(tied)
             prev = (name, sw, Z) if Z is not None else None
             history.append(Level(mesh.vertices.copy(), polys.offsets, polys.pv.copy(),
                                  polys.el.copy(), polys.eu.copy()))
@@ -449,8 +457,8 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
                       f"{during!r}; the result is partial (complete=False)", BudgetWarning,
                       stacklevel=2)
     try:
-        return _finish(tr, ev, slice, mesh, names, history, parents, level_codes, prev, S,
-                       stopped is None)
+        return _finish(tr, ev, slice, mesh, names, history, parents, level_codes,
+                       level_tied, prev, S, stopped is None)
     except MemoryError as e:
         raise BudgetExceededError(
             f"partition_slice could not assemble the result of {mesh.polys.n} regions in "
@@ -649,25 +657,38 @@ def _summing(p: Polys, n: int) -> _Summing:
     return _Summing(p.offsets, p.pv, n)
 
 
-def _region_codes(sw, Z: np.ndarray, p: Polys, S: _Summing) -> torch.Tensor | None:
+def _region_codes(sw, Z: np.ndarray, p: Polys, S: _Summing,
+                  tol: float) -> tuple[torch.Tensor | None, np.ndarray]:
     """Codes of the layer on each polygon, from the mean of its vertex values (the values
     are affine on the polygon, so this is their value at the vertex centroid; ``S`` sums
-    vertex rows over polygons). Chunked over polygons; None when the switch cannot map
-    values to codes."""
+    vertex rows over polygons), and which polygons have a function within its snapping
+    tolerance of zero there (``tol`` times its largest value).
+
+    On those polygons the function is zero up to rounding (a unit that is identically zero
+    on the region: zero biases behind dead units, duplicated or integer weights), the sign
+    of the interpolated mean is noise, and the code follows the model's own forward pass at
+    the region's interior point instead (:func:`_finish`), so that it obeys the library's
+    tie convention exactly as :func:`maxaffine.codes` does. Chunked over polygons; the code
+    is None when the switch cannot map values to codes."""
+    tied = np.zeros(p.n, bool)
     if sw.kind != "sign":
-        return None
-    step = max(1, _BLOCK // max(1, Z.shape[1]))
+        return None, tied
+    F = Z.shape[1]
+    eps = tol * np.maximum(Z.max(0), -Z.min(0)) if len(Z) and F else np.zeros(F)
+    step = max(1, _BLOCK // max(1, F))
     out = []
     for i in range(0, max(p.n, 1), step):
         j = min(i + step, p.n)
         Si = S if i == 0 and j == p.n else S.rows(i, j)
         mean = Si @ Z
         mean /= p.counts[i:j, None]  # in place: no second (R, F) temporary
+        if F:
+            tied[i:j] = (np.abs(mean) <= eps).any(1)
         code = sw.code_of(mean)
         if code is None:
-            return None
+            return None, tied
         out.append(code)
-    return torch.cat(out) if len(out) > 1 else out[0]
+    return (torch.cat(out) if len(out) > 1 else out[0]), tied
 
 
 #: Regions whose vertex spread (square root of the smaller eigenvalue of the vertex
@@ -731,7 +752,7 @@ def _output_maps(slc, ev, p, V, interior, y0, yv, codes) -> tuple[np.ndarray, np
     return G, h
 
 
-def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, prev, S,
+def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, level_tied, prev, S,
             complete) -> Partition:
     p = mesh.polys
     V = mesh.vertices.copy()
@@ -755,6 +776,16 @@ def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, prev, S,
     codes = Codes({k: fwd[k] if level_codes[l] is None
                    else level_codes[l][torch.from_numpy(anc[:, l])]
                    for l, k in enumerate(done)})
+    # regions where a unit is zero up to rounding: the model's own codes at the interior
+    tied = np.zeros(R, bool)
+    for l in range(L):
+        tied |= level_tied[l][anc[:, l]]
+    if tied.any():
+        sel = np.flatnonzero(tied)
+        at = ev.codes(interior[sel], done[L - 1])
+        idx = torch.from_numpy(sel)
+        for k in done:
+            codes[k][idx] = at[k].to(codes[k].dtype)
     G = h = None
     if want_map:
         # outputs at the vertices (continuous: one value per vertex); continued from the last

@@ -17,6 +17,27 @@ from .slice import Slice
 #: Relative area (of the domain) below which a region is reported as a sliver.
 SLIVER_AREA = 1e-12
 
+#: Accepted snapping tolerances (relative, closed range) of :func:`partition_slice` and
+#: :func:`partition_path`. Below the lower end the tolerance is under the rounding of
+#: interpolated vertex values (a few ulps), so the snapping that keeps adjacent regions
+#: conforming no longer happens; above the upper end regions thinner than the tolerance are
+#: merged into a neighbour over strips wider than the band in which
+#: :meth:`Partition.verify` treats samples as ties.
+TOL_RANGE = (1e-15, 1e-9)
+
+
+def check_tol(tol: Any, where: str) -> float:
+    """``tol`` as a float, or an :class:`~maxaffine.errors.InputError` naming the range."""
+    lo, hi = TOL_RANGE
+    ok = isinstance(tol, (int, float, np.floating, np.integer)) and not isinstance(tol, bool)
+    if ok:
+        tol = float(tol)
+    if not ok or not (lo <= tol <= hi):  # also refuses NaN
+        raise InputError(f"{where}: tol must be a finite number in [{lo:g}, {hi:g}] (the "
+                         f"relative distance below which a vertex counts as lying on a "
+                         f"switching line; default 1e-12); got {tol!r}")
+    return tol
+
 
 def next_entry(offsets: np.ndarray) -> np.ndarray:
     """For CSR polygons, the index of the next entry around each polygon (cyclic)."""
@@ -355,12 +376,48 @@ class Partition:
         r = np.asarray(regions, np.int64)
         return np.einsum("ncd,nd->nc", self.G[r], st) + self.h[r]
 
-    def locate(self, st: Any) -> np.ndarray:
-        """Region containing each point (N, 2) of slice coordinates (-1 outside), by code."""
-        st = np.asarray(st, float).reshape(-1, 2)
-        q = Codes({k: v for k, v in self.trace.run(self.slice.points(st)).codes.items()
-                   if k in self.layers})
-        return _match_codes(Codes({k: self.codes[k] for k in self.layers}), q)
+    @cached_property
+    def _locator(self):
+        from ._locate import GridLocator
+
+        return GridLocator(self.vertices, self.offsets, self.polygon_vertices)
+
+    def locate(self, st: Any, *, tol: float = 1e-12) -> np.ndarray:
+        """Region containing each point of slice coordinates, by geometry.
+
+        Points are located over a uniform-grid index of the polygons, built once per
+        partition (cost ~ the number of polygon entries; no forward pass, no code
+        comparison), then ~O(1) candidate polygons per point. A point on an edge or vertex
+        shared by several regions gets the one it lies deepest in (the lowest index among
+        equals).
+
+        Parameters
+        ----------
+        st : array-like, shape (N, 2)
+            Slice coordinates; ``N = 0`` gives an empty result.
+        tol : float
+            Points outside every region by at most ``tol`` times the slice scale (rounding
+            on the domain boundary) still get the nearest one.
+
+        Returns
+        -------
+        ndarray, shape (N,)
+            Region index, -1 for points outside the domain (or non-finite).
+
+        Examples
+        --------
+        >>> import torch, maxaffine
+        >>> _ = torch.manual_seed(0)
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+        >>> part = maxaffine.partition_slice(net, maxaffine.Slice.box(), progress=False)
+        >>> r = part.locate([[0.1, 0.2], [5.0, 5.0]])
+        >>> bool(r[0] >= 0), int(r[1])
+        (True, -1)
+        """
+        st = _points2(st, "locate")
+        reg, depth = self._locator.locate(st)
+        reg[~(depth >= -tol * self.slice.scale)] = -1
+        return reg
 
     def decision_boundary(self, tau: float = 0.0) -> DecisionBoundary:
         r"""Decision boundary (classification) or level set ``f = τ`` (regression, C = 1).
@@ -518,10 +575,21 @@ class Partition:
     def verify(self, n_samples: int = 2000, *, seed: int = 0, rtol: float = 1e-7) -> dict:
         """Check the partition against the model at random points of the slice.
 
-        Each sample's code (an independent forward pass) must be the code of a region whose
-        polygon contains it, and (if available) the region's map must give the model's
-        output. Samples within ``1e-9`` (relative) of a region boundary are skipped since
-        their code is a tie.
+        Each sample is located by geometry (:meth:`locate`); its code from an independent
+        forward pass (:func:`maxaffine.codes`) must equal the code stored for that region,
+        and (if available) the region's map must give the model's output. Samples within
+        ``1e-9`` (relative to the slice scale) of a region boundary are skipped since their
+        code is a tie. Cost: one forward pass over the samples plus point location, about
+        ``O(n_samples)`` after the location index is built once (``O(M)`` for ``M``
+        polygon entries), with memory ``O(n_samples × units + M)``.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of uniform random samples (at least 1).
+        seed : int
+        rtol : float
+            Allowed output error relative to ``max(1, max |f|)``.
 
         Returns
         -------
@@ -529,46 +597,60 @@ class Partition:
 
         Raises
         ------
+        InputError
+            ``n_samples < 1``, or a partial partition (``complete=False``) stopped within
+            its last layer, whose regions are not yet the cells of that layer's codes (the
+            message says so; earlier layers are checked first). A partial partition that
+            stopped between layers verifies like a complete one.
         MaxAffineError
             With the offending points, codes and regions.
         """
-        st = self.slice.sample(n_samples, seed=seed)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
+                or n_samples < 1:
+            raise InputError(f"verify needs n_samples >= 1 (an integer); got {n_samples!r}")
+        st = self.slice.sample(int(n_samples), seed=seed)
         rec = self.trace.run(self.slice.points(st))
-        mine = Codes({k: self.codes[k] for k in self.layers})
-        q = Codes({k: rec.codes[k] for k in self.layers})
-        reg = _match_codes(mine, q)
-        # signed distance of each sample to its region's edges
-        missing = reg < 0
-        ok_reg = np.where(missing, 0, reg)
-        counts = self.vertex_counts[ok_reg]
-        starts = self.offsets[ok_reg]
-        rows = np.repeat(np.arange(len(st)), counts)
-        ent = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + \
-            np.repeat(starts, counts)
-        nx = next_entry(self.offsets)
-        p = self.vertices[self.polygon_vertices[ent]]
-        e = self.vertices[self.polygon_vertices[nx[ent]]] - p
-        rel = st[rows] - p
-        dist = (e[:, 0] * rel[:, 1] - e[:, 1] * rel[:, 0]) / np.maximum(np.linalg.norm(e, axis=1), 1e-300)
-        off = np.r_[0, np.cumsum(counts)[:-1]]
-        mind = np.minimum.reduceat(dist, off) if len(dist) else np.zeros(0)
+        reg, depth = self._locator.locate(st)
         tol = 1e-9 * self.slice.scale
         # near-boundary samples carry tie codes: skip them
-        near = np.abs(mind) <= tol
+        near = np.abs(depth) <= tol
+        missing = (reg < 0) | (depth < -tol)
+        found = ~missing
+        ok_reg = torch.from_numpy(np.where(found, reg, 0))
+        differ = np.zeros(len(st), bool)
+        last = np.zeros(len(st), bool)
+        for k in self.layers:
+            mine = self.codes[k][ok_reg].reshape(len(st), -1)
+            got = rec.codes[k].reshape(len(st), -1).to(mine.dtype)
+            d = (mine != got).any(1).numpy()
+            if k == self.layers[-1]:
+                last = d
+            else:
+                differ |= d
         bad_missing = missing & ~near
-        bad_outside = ~missing & (mind < -tol)
+        if not self.complete and not (found & differ & ~near).any() \
+                and not bad_missing.any() and (found & last & ~near).any():
+            n_bad = int((found & last & ~near).sum())
+            raise InputError(
+                f"this partition is partial (complete=False): the refinement stopped during "
+                f"layer {self.layers[-1]!r} (max_regions or the memory budget), so {n_bad} "
+                f"of {len(st)} samples fall in regions that layer has not cut yet; the layers "
+                f"before it verified. Rerun partition_slice with a larger max_regions or "
+                f"memory_budget to verify every layer")
+        differ |= last
+        bad_code = found & differ & ~near
         problems = []
         if bad_missing.any():
             i = np.flatnonzero(bad_missing)[:5]
-            problems.append(f"{int(bad_missing.sum())} samples have codes of no region "
-                            f"(e.g. slice points {st[i].tolist()})")
-        if bad_outside.any():
-            i = np.flatnonzero(bad_outside)[:5]
-            problems.append(f"{int(bad_outside.sum())} samples lie outside the region with their "
-                            f"code (points {st[i].tolist()}, regions {reg[i].tolist()}, "
-                            f"distances {mind[i].tolist()})")
+            problems.append(f"{int(bad_missing.sum())} samples lie in no region (e.g. slice "
+                            f"points {st[i].tolist()}, depths {depth[i].tolist()})")
+        if bad_code.any():
+            i = np.flatnonzero(bad_code)[:5]
+            problems.append(f"{int(bad_code.sum())} samples have another code than the region "
+                            f"containing them (points {st[i].tolist()}, regions "
+                            f"{reg[i].tolist()})")
         err = 0.0
-        checked = ~missing & ~near
+        checked = found & ~near
         if self.G is not None and checked.any():
             y = rec.output.reshape(len(st), -1).detach().cpu().numpy()
             pred = self.output(st[checked], reg[checked])
@@ -585,18 +667,19 @@ class Partition:
                     max_output_error=err)
 
 
-def _match_codes(regions, queries) -> np.ndarray:
-    """Index of the region whose full code equals each query's code (-1 if none)."""
-    a = regions.flat().cpu().numpy()
-    b = queries.flat().cpu().numpy()
-    if a.shape[1] == 0:
-        return np.zeros(len(b), np.int64)
-    both = np.ascontiguousarray(np.concatenate([a, b]))
-    _, inv = np.unique(both, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    lookup = np.full(int(inv.max()) + 1, -1, np.int64)
-    lookup[inv[: len(a)][::-1]] = np.arange(len(a))[::-1]
-    return lookup[inv[len(a):]]
+def _points2(st: Any, where: str) -> np.ndarray:
+    """Slice coordinates as a float64 (N, 2) array (real values only)."""
+    if isinstance(st, torch.Tensor):
+        if st.is_complex():
+            raise InputError(f"{where}: slice coordinates must be real; got a complex tensor")
+        st = st.detach().cpu().double().numpy()
+    arr = np.asarray(st)
+    if np.iscomplexobj(arr):
+        raise InputError(f"{where}: slice coordinates must be real; got complex values")
+    if arr.size % 2 or (arr.ndim >= 1 and arr.shape[-1] != 2 and arr.size):
+        raise InputError(f"{where}: expected slice coordinates of shape (N, 2); got "
+                         f"{arr.shape}")
+    return arr.astype(np.float64).reshape(-1, 2)
 
 
 __all__ = ["Partition", "DecisionBoundary", "PartitionStats", "Level", "SLIVER_AREA"]

@@ -14,6 +14,7 @@ from ..errors import DegenerateSliceError, InputError
 from ..trace import Trace, trace
 from ._mesh import TOL
 from ._network import switch_of
+from .partition import check_tol
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def partition_path(model: Any, points: Any, closed: bool = False, *, layers: Any
     layers : optional
         As in :func:`partition_slice`.
     tol : float
-        Relative tolerance for a knot lying on a switching line.
+        Relative tolerance for a knot lying on a switching line, in ``[1e-15, 1e-9]``
+        (else :class:`~maxaffine.errors.InputError`).
 
     Returns
     -------
@@ -131,6 +133,7 @@ def partition_path(model: Any, points: Any, closed: bool = False, *, layers: Any
     """
     from ._engine import _resolve_layers
 
+    tol = check_tol(tol, "partition_path")
     pts = points if isinstance(points, torch.Tensor) else torch.as_tensor(np.asarray(points))
     pts = pts.detach().to("cpu", torch.float64)
     if pts.dim() < 2 or len(pts) < 2:
