@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     # tracing and rules
     "trace": "trace",
     "Trace": "trace",
+    "as_trace": "trace",
     "register_rule": "layers",
     "unregister_rule": "layers",
     "supported_layers": "layers",

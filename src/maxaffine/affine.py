@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .errors import InputError
-from .trace import ForwardRecord, Trace, trace
+from .trace import ForwardRecord, Trace, as_trace
 
 
 class Codes(dict):
@@ -165,13 +165,6 @@ def _accumulate(tr: Trace, record: ForwardRecord, start: str | None, end: str | 
     return out.reshape(B, C, D)
 
 
-def _as_trace(model: nn.Module | Trace, x: torch.Tensor) -> Trace:
-    if isinstance(model, Trace):
-        return model
-    x = torch.as_tensor(x)
-    return trace(model, x[:2] if x.dim() > 1 else x.unsqueeze(0))
-
-
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for i in range(0, n, size):
         yield slice(i, min(i + size, n))
@@ -186,7 +179,8 @@ def _default_chunk(tr: Trace, in_features: int, n_out: int) -> int:
 
 def affine_map(model: nn.Module | Trace, x: torch.Tensor, *, start: str | None = None,
                end: str | None = None, materialize: bool = True, chunk_size: int | None = None,
-               progress: bool = False, differentiable: bool = False) -> AffineMap:
+               progress: bool = False, differentiable: bool = False,
+               output: Any = None) -> AffineMap:
     """Exact slope and offset of the network on the region of every input.
 
     .. math::
@@ -211,6 +205,8 @@ def affine_map(model: nn.Module | Trace, x: torch.Tensor, *, start: str | None =
     differentiable : bool
         Keep the autograd graph so ``A`` and ``b`` can be differentiated with respect to
         the parameters (pass a Trace built with ``dtype=None`` to share the parameters).
+    output : int, str or callable, optional
+        Which output of a forward that returns a tuple/dict (see :func:`maxaffine.trace`).
 
     Returns
     -------
@@ -237,11 +233,11 @@ def affine_map(model: nn.Module | Trace, x: torch.Tensor, *, start: str | None =
     True
     """
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-        return _affine_map(model, x, start, end, materialize, chunk_size, progress)
+        return _affine_map(model, x, start, end, materialize, chunk_size, progress, output)
 
 
-def _affine_map(model, x, start, end, materialize, chunk_size, progress) -> AffineMap:
-    tr = _as_trace(model, x)
+def _affine_map(model, x, start, end, materialize, chunk_size, progress, output) -> AffineMap:
+    tr = as_trace(model, x, output=output)
     x = tr.prepare(x)
     active, s, e = tr.plan(start, end)
     # shapes at start and end
@@ -279,13 +275,15 @@ def _affine_map(model, x, start, end, materialize, chunk_size, progress) -> Affi
                      tuple(out_shape), tr, start, end, record, A_list)
 
 
-def codes(model: nn.Module | Trace, x: torch.Tensor) -> Codes:
+def codes(model: nn.Module | Trace, x: torch.Tensor, *, output: Any = None) -> Codes:
     """VQ codes of every piecewise node for a batch of inputs.
 
     Parameters
     ----------
     model : nn.Module or Trace
     x : Tensor, shape (B, *in_shape)
+    output : int, str or callable, optional
+        Which output of a forward that returns a tuple/dict (see :func:`maxaffine.trace`).
 
     Returns
     -------
@@ -301,7 +299,7 @@ def codes(model: nn.Module | Trace, x: torch.Tensor) -> Codes:
     >>> list(q), q["1"].dtype
     (['1'], torch.bool)
     """
-    tr = _as_trace(model, x)
+    tr = as_trace(model, x, output=output)
     with torch.no_grad():
         return Codes(tr.run(x).codes)
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .affine import _as_trace, _chunks, affine_map
+from .affine import _chunks, affine_map
 from .errors import InputError
-from .trace import Trace
+from .trace import Trace, as_trace
 
 
 @dataclass(frozen=True)
@@ -278,7 +278,7 @@ def _setup(model: nn.Module | Trace, x: torch.Tensor, radius: float, n_vertices:
                          f"got {n_vertices}")
     if directions not in ("auto", "input"):
         raise InputError(f"directions must be 'auto' or 'input'; got {directions!r}")
-    tr = _as_trace(model, x)
+    tr = as_trace(model, x)
     x = tr.prepare(x)
     P = n_vertices // 2
     D = tr.in_features
@@ -496,7 +496,7 @@ def hessian_complexity(model: nn.Module | Trace, x: torch.Tensor, *,
     LeJeune, Balestriero, Javadi & Baraniuk, "Implicit Rugosity Regularization via Data
     Augmentation", arXiv:1905.11639, 2019.
     """
-    tr = _as_trace(model, x)
+    tr = as_trace(model, x)
     x = tr.prepare(x)
     if x_aug is None:
         if not sigma > 0:

@@ -1196,7 +1196,7 @@ def plot_power_diagram(model, layer: int | str, slice_or_points, ax=None, *,
 
     from .partition import Partition, Slice, partition_slice
     from .power import power_diagram
-    from .trace import Trace, trace
+    from .trace import as_trace
 
     if color_by != "code":
         raise InputError(f"color_by must be 'code' for power diagrams; got {color_by!r}")
@@ -1207,14 +1207,12 @@ def plot_power_diagram(model, layer: int | str, slice_or_points, ax=None, *,
         obj = Slice.box(tuple(float(b) for b in obj))
     if isinstance(obj, Partition):
         tr = obj.trace
-    elif isinstance(model, Trace):
-        tr = model
     else:
         if isinstance(obj, Slice):
             example = obj.points(obj.domain[:2])
         else:
             example = torch.as_tensor(_numpy(obj)[:2])
-        tr = trace(model, example)
+        tr = as_trace(model, example)
     names = tuple(tr.piecewise)
     if isinstance(layer, str):
         if layer not in names:

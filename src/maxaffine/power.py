@@ -104,7 +104,7 @@ def _layer_pieces(model, layer: str, x: torch.Tensor, start: str | None):
 
 
 def _as_trace(model, x):
-    from .affine import _as_trace as as_trace
+    from .trace import as_trace
 
     return as_trace(model, x)
 

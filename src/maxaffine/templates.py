@@ -14,9 +14,9 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from .affine import _as_trace, affine_map
+from .affine import affine_map
 from .errors import InputError
-from .trace import Trace
+from .trace import Trace, as_trace
 
 
 def templates(model: nn.Module | Trace, x: torch.Tensor, *,
@@ -258,7 +258,7 @@ def vq_distance(model: nn.Module | Trace, x1: torch.Tensor, x2: torch.Tensor | N
     Balestriero & Baraniuk, "Mad Max: Affine Spline Insights into Deep Learning",
     Proc. IEEE 2021 (VQ codes as a signal representation).
     """
-    tr = _as_trace(model, x1)
+    tr = as_trace(model, x1)
     names = list(tr.piecewise if layers is None else layers)
     for name in names:
         if name not in tr.piecewise:

@@ -11,14 +11,24 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
 from torch import fx, nn
 
-from .errors import (InputError, MaxAffineError, Offender, TrainingModeError,
-                     UnsupportedLayerError)
+from ._capture import (
+    CaptureError,
+    capture,
+    describe_output,
+    is_split,
+    select_output,
+    split_dim,
+    split_index,
+)
+from .errors import InputError, MaxAffineError, Offender, TrainingModeError, UnsupportedLayerError
 from .layers import REGISTRY, Rule, key_name, lookup
 from .layers.base import NodeContext
 
@@ -151,6 +161,10 @@ class Trace:
         self.output_node = next(n for n in nodes if n.kind == "output")
         self._plans: dict[tuple[str, str], tuple[list[GraphNode], GraphNode, GraphNode]] = {}
         self._prefix: tuple[frozenset[str], tuple[str, ...]] | None = None
+        self.input_device = torch.device("cpu")
+        #: how the forward was captured ("symbolic" or "concrete shapes") and which output
+        self.route = "symbolic"
+        self.output: Any = None
 
     # ----------------------------------------------------------------------------------
     @property
@@ -478,7 +492,8 @@ def _cast_model(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
 
 
 def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[Any, Any] | None = None,
-          *, dtype: torch.dtype | None = torch.float64, check: bool = True) -> Trace:
+          *, dtype: torch.dtype | None = torch.float64, check: bool = True,
+          output: Any = None) -> Trace:
     """Capture ``model`` as a graph of rule-bound nodes.
 
     Parameters
@@ -486,6 +501,10 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
     model : nn.Module
         Any module whose forward is a graph of supported ops (see
         :func:`maxaffine.supported_layers`); BatchNorm and Dropout must be in eval mode.
+        Extra ``forward`` arguments with defaults (``forward(x, mask=None)``) are bound to
+        their defaults. If symbolic tracing fails on shape-dependent control flow
+        (``if x.shape[-1] < 7``), the forward is traced again with the example's concrete
+        per-sample sizes (the batch size stays free).
     example_input : Tensor, shape (B, *in_shape)
         A batch used to record shapes and to check the traced graph against ``model``.
     rules : mapping, optional
@@ -495,7 +514,13 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
         Geometry runs in this dtype (default float64); the model is copied and cast if its
         parameters differ. ``None`` keeps the model as it is (sharing parameters).
     check : bool
-        Compare the traced graph with ``model(example_input)``.
+        Check that the rules reproduce the traced forward, and that each sample's output
+        does not depend on the rest of the batch.
+    output : int, str or callable, optional
+        For a forward returning a tuple, list or dict (logits and features, say): the index
+        or key of the output to analyse, or a function applied to the forward's result
+        (``lambda out: out["logits"]``, ``lambda out: out.logits``). Parts of the model that
+        only feed the other outputs are dropped.
 
     Returns
     -------
@@ -504,11 +529,17 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
     Raises
     ------
     UnsupportedLayerError
-        Listing every op that is not piecewise-affine or has no rule, with module paths.
+        Listing every op that is not piecewise-affine or has no rule, with module paths, or
+        a forward that no tracing route could capture (each route's error is listed).
     TrainingModeError
         Listing every BatchNorm/Dropout module in training mode.
     InputError
-        For a bad example input.
+        For a bad example input, a forward with several required inputs, or a tuple/dict
+        output without ``output=``.
+
+    See Also
+    --------
+    as_trace : the cached form every analysis uses.
 
     Examples
     --------
@@ -529,25 +560,31 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
     work = _cast_model(model, dtype)
     run_dtype = dtype or next((p.dtype for p in work.parameters() if p.is_floating_point()),
                               torch.get_default_dtype())
+    x = example_input.to(run_dtype)
+    if not bool(torch.isfinite(x).all()):
+        raise InputError("example_input contains NaN or inf values")
     leaf_types = {k for k in REGISTRY if isinstance(k, type)}
     if rules:
         leaf_types |= {k for k in rules if isinstance(k, type)}
         leaf_types |= {type(k) for k in rules if isinstance(k, nn.Module)}
     try:
-        tracer = _Tracer(leaf_types)
-        graph = tracer.trace(work)
-        gm = fx.GraphModule(tracer.root, graph)
-    except Exception as exc:  # torch.fx raises many types for untraceable code
+        gm, route = capture(work, _Tracer(leaf_types), x)
+    except CaptureError as exc:
+        if "signature" in exc.routes:
+            raise InputError(exc.routes["signature"]) from None
+        tried = "; ".join(f"{k} tracing: {v}" for k, v in exc.routes.items())
         raise UnsupportedLayerError([Offender(
-            "<forward>", type(model).__name__, f"torch.fx could not trace the forward ({exc})",
+            "<forward>", type(model).__name__, f"torch.fx could not trace the forward ({tried})",
             "avoid Python control flow that depends on tensor values in forward, or analyse a "
             "traceable sub-module")]) from exc
+    if output is not None:
+        try:
+            select_output(gm, output)
+        except Exception as exc:
+            raise InputError(f"output={output!r} could not be selected: {exc}") from exc
     _rewrite_tuple_max(gm.graph)
     gm.recompile()
 
-    x = example_input.to(run_dtype)
-    if not bool(torch.isfinite(x).all()):
-        raise InputError("example_input contains NaN or inf values")
     names = _display_names(gm)
     modules = dict(gm.named_modules())
     env: dict[str, Any] = {}
@@ -557,6 +594,7 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
     nodes: list[GraphNode] = []
     offenders: list[Offender] = []
     training: list[Offender] = []
+    dead: list[fx.Node] = []
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise InputError(f"the model's forward takes {len(placeholders)} inputs; maxaffine "
@@ -587,6 +625,14 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
                 f"({_op_key_name(fxn, module)}): {exc}. Check the input shape the model expects"
             ) from exc
         env[fxn.name] = value
+        if depends and is_split(fxn) and flags and flags[0] is True:
+            problem = _index_split(fxn, args, kwargs, value)
+            if problem is None:
+                dead.append(fxn)
+                continue
+            offenders.append(Offender(path, _op_key_name(fxn, module), problem[0], problem[1]))
+            var_names.add(fxn.name)
+            continue
         if not depends:
             consts[fxn.name] = value
             nodes.append(GraphNode(names[fxn.name], fxn, "const", None, module, flags, None))
@@ -621,6 +667,12 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
                                          "call model.eval() before analysing it"))
         shape = tuple(value.shape[1:]) if isinstance(value, torch.Tensor) else None
         nodes.append(GraphNode(names[fxn.name], fxn, "var", rule, module, flags, shape))
+    result = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    out = env[result.name] if isinstance(result, fx.Node) else result
+    if not isinstance(out, torch.Tensor):
+        raise InputError(f"the model returns {describe_output(out)}; maxaffine analyses one "
+                         f"tensor of shape (B, ...): pass output= (an index, a key, or a "
+                         f"function of the result, e.g. output=0 or output='logits')")
     if offenders:
         err = UnsupportedLayerError(offenders)
         if training:
@@ -628,15 +680,158 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
         raise err
     if training:
         raise TrainingModeError(training)
-    out = env[next(n for n in gm.graph.nodes if n.op == "output").args[0].name] \
-        if isinstance(next(n for n in gm.graph.nodes if n.op == "output").args[0], fx.Node) else None
-    if not isinstance(out, torch.Tensor):
-        raise InputError("the model must return a single tensor of shape (B, ...)")
+    for fxn in dead:
+        gm.graph.erase_node(fxn)
+    if dead:
+        gm.recompile()
     tr = Trace(gm, work, run_dtype, nodes, consts, tuple(x.shape[1:]), tuple(out.shape[1:]))
     tr.input_device = x.device
+    tr.route = route
+    tr.output = output
     if check:
-        _check_trace(tr, work, x)
+        _check_trace(tr, type(model).__name__, x, out)
     return tr
+
+
+class _TraceCache:
+    """Traces of recently analysed models, so repeated analyses trace once.
+
+    Keyed by the model object and by everything a trace depends on: the per-sample input
+    shape, the input's dtype and device, the geometry dtype, ``output``, ``rules`` and
+    ``check``. An entry is used only while the model's state matches: the same parameter
+    and buffer tensors at the same version counters (an optimizer step or
+    ``load_state_dict`` bumps them), the same train/eval flags, the same rule registry.
+    At most ``maxsize`` entries are kept (least recently used first out); an entry keeps
+    its model alive, so the bound also bounds the memory held.
+    """
+
+    def __init__(self, maxsize: int = 16):
+        self.maxsize = maxsize
+        self._entries: OrderedDict[tuple, tuple[Any, tuple, dict, Trace]] = OrderedDict()
+
+    @staticmethod
+    def state(model: nn.Module) -> tuple:
+        tensors = [t for _, t in model.named_parameters(remove_duplicate=False)]
+        tensors += [t for _, t in model.named_buffers(remove_duplicate=False)]
+        return (tuple((id(t), t._version) for t in tensors),
+                tuple(m.training for m in model.modules()))
+
+    def get(self, model: nn.Module, key: tuple) -> Trace | None:
+        entry = self._entries.get((id(model),) + key)
+        if entry is None:
+            return None
+        ref, state, registry, tr = entry
+        if ref() is not model or state != self.state(model) or registry != REGISTRY:
+            del self._entries[(id(model),) + key]
+            return None
+        self._entries.move_to_end((id(model),) + key)
+        return tr
+
+    def put(self, model: nn.Module, key: tuple, tr: Trace) -> None:
+        self._entries[(id(model),) + key] = (weakref.ref(model), self.state(model),
+                                             dict(REGISTRY), tr)
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_CACHE = _TraceCache()
+
+
+def as_trace(model: nn.Module | Trace, x: torch.Tensor, *, rules: Mapping[Any, Any] | None = None,
+             output: Any = None, dtype: torch.dtype | None = torch.float64,
+             check: bool = True) -> Trace:
+    """The :class:`Trace` of ``model`` for inputs like ``x``: traced once, then reused.
+
+    Every analysis that accepts a model calls this, so calling ``affine_map(model, x)``
+    repeatedly traces (and checks) the model once. A cached trace is reused while the model
+    is unchanged; a training step, ``load_state_dict``, ``model.train()``/``eval()`` or a
+    newly registered rule makes the next call trace again.
+
+    Parameters
+    ----------
+    model : nn.Module or Trace
+        A Trace is returned as it is (after checking ``output`` agrees).
+    x : Tensor, shape (B, *in_shape)
+        Inputs of the analysis; at most two rows are used as the example batch. A 1-D
+        tensor is one sample.
+    rules, output, dtype, check
+        As in :func:`trace`.
+
+    Returns
+    -------
+    Trace
+
+    Notes
+    -----
+    Changes made behind autograd's back (``p.data.copy_(...)``) do not bump version
+    counters; call ``as_trace.cache_clear()`` after them.
+
+    Examples
+    --------
+    >>> import torch, maxaffine
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> x = torch.randn(5, 2)
+    >>> tr = maxaffine.as_trace(net, x)
+    >>> tr is maxaffine.as_trace(net, x)
+    True
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight.mul_(2.0)  # the model changed: traced again
+    >>> tr is maxaffine.as_trace(net, x)
+    False
+    """
+    if isinstance(model, Trace):
+        if output is not None and output != model.output:
+            raise InputError(f"output={output!r} differs from the Trace's output="
+                             f"{model.output!r}; trace the model again with this output")
+        return model
+    if not isinstance(model, nn.Module):
+        raise InputError(f"expected an nn.Module or a maxaffine Trace, got {type(model).__name__}")
+    x = torch.as_tensor(x)
+    example = x[:2] if x.dim() > 1 else x.unsqueeze(0)
+    try:
+        rules_key = tuple(rules.items()) if rules else ()
+        key = (tuple(example.shape[1:]), example.dtype, example.device, dtype, output,
+               rules_key, check)
+        hash(key)
+    except TypeError:  # unhashable output or rules: trace without caching
+        return trace(model, example, rules, dtype=dtype, check=check, output=output)
+    tr = _CACHE.get(model, key)
+    if tr is None:
+        tr = trace(model, example, rules, dtype=dtype, check=check, output=output)
+        _CACHE.put(model, key, tr)
+    return tr
+
+
+as_trace.cache_clear = _CACHE.clear  # type: ignore[attr-defined]
+
+
+def _index_split(node: fx.Node, args: tuple, kwargs: dict, pieces: Any) -> tuple[str, str] | None:
+    """Turn every ``getitem`` of a split (chunk, split, unbind) into a slice of its input.
+
+    The graph then holds no tuple-valued nodes: each piece is an ordinary slicing node.
+    Returns ``(reason, fix)`` when the split cannot be read that way."""
+    u = args[0]
+    dim = split_dim(node, args, kwargs)
+    name = node.target if isinstance(node.target, str) else node.target.__name__
+    if dim % u.dim() == 0:
+        return (f"{name} along the batch dimension separates samples",
+                f"{name} along a non-batch dimension, e.g. dim=1")
+    users = list(node.users)
+    if not all(us.op == "call_function" and us.target is operator.getitem
+               and isinstance(us.args[1], int) for us in users):
+        return (f"the pieces of {name} are used as a sequence",
+                "index the pieces (a, b = x.chunk(2, dim=1)) and use them one by one")
+    unbind = name == "unbind"
+    starts = [0]
+    for p in pieces:
+        starts.append(starts[-1] + (1 if unbind else int(p.shape[dim % u.dim()])))
+    for us in users:
+        i = us.args[1] % len(pieces)
+        us.args = (node.args[0], split_index(pieces[i], starts[i], dim % u.dim(), unbind))
+    return None
 
 
 def _kwarg_is_var(value: Any, var_names: set[str]) -> bool:
@@ -652,10 +847,12 @@ def _fetch_attr(gm: nn.Module, target: str) -> Any:
     return obj
 
 
-def _check_trace(tr: Trace, model: nn.Module, x: torch.Tensor) -> None:
-    """The rules reproduce the model, and no op mixes samples across the batch."""
+def _check_trace(tr: Trace, name: str, x: torch.Tensor, expected: torch.Tensor) -> None:
+    """The rules reproduce the traced forward, and no op mixes samples across the batch.
+
+    ``expected`` is the traced forward's own output on ``x`` (the graph run op by op), so
+    the check costs two runs of the rules: on ``x`` and on a batch of another size."""
     with torch.no_grad():
-        expected = model(x)
         got = tr.run(x, prepared=True).output
         # rounding differs between fused torch kernels and the rules' formulas (BatchNorm):
         # allow 10^4 ulps of the output scale
@@ -665,11 +862,18 @@ def _check_trace(tr: Trace, model: nn.Module, x: torch.Tensor) -> None:
             err = (got - expected).abs().max().item() if expected.shape == got.shape else "shape"
             raise MaxAffineError(f"the traced graph does not reproduce the model (max error {err}); "
                                  f"a custom rule is probably wrong")
-        # a batch of different size must give the same per-sample results
-        doubled = torch.cat([x, x.flip(0)], 0)
-        both = tr.run(doubled, prepared=True).output
-        if not torch.allclose(both[: len(x)], got, rtol=0.0, atol=tol):
+        # a batch of another size must give the same per-sample results
+        other = x[:1] if len(x) > 1 else torch.cat([x, x], 0)
+        problem = ("outputs depend on the batch composition (an op mixes samples or hard-codes "
+                   "the batch size)")
+        try:
+            both = tr.run(other, prepared=True).output
+        except Exception as exc:
             raise UnsupportedLayerError([Offender(
-                "<forward>", type(model).__name__,
-                "outputs depend on the batch composition (an op mixes samples or hard-codes "
-                "the batch size)", "keep every op per-sample: reshape with x.size(0) or -1")])
+                "<forward>", name, f"{problem}: on a batch of {len(other)} it fails ({exc})",
+                "keep every op per-sample: reshape with x.size(0) or -1")]) from exc
+        n = min(len(both), len(x))
+        if not torch.allclose(both[:n], got[:n], rtol=0.0, atol=tol):
+            raise UnsupportedLayerError([Offender(
+                "<forward>", name, problem,
+                "keep every op per-sample: reshape with x.size(0) or -1")])

@@ -66,7 +66,9 @@ class ReshapeRule(ShapeRule):
 
     def check(self, ctx, path):
         target = ctx.node.target
-        if target in (torch.flatten, "flatten"):
+        # a module attribute named "flatten" (call_module target "flatten") is not the method
+        if (ctx.node.op == "call_function" and target is torch.flatten) or (
+                ctx.node.op == "call_method" and target == "flatten"):
             start = ctx.args[1] if len(ctx.args) > 1 else ctx.kwargs.get("start_dim", 0)
             if start == 0:
                 return Offender(path, "flatten", "flatten(x) with start_dim=0 merges the batch",
@@ -130,6 +132,9 @@ class GetItemRule(ShapeRule):
     description = "slicing that keeps the batch dimension"
 
     def check(self, ctx, path):
+        if not isinstance(ctx.u, torch.Tensor):
+            # an item of a tuple-valued op (attention, LSTM): that op is the one to report
+            return None
         idx = ctx.args[1]
         first = idx[0] if isinstance(idx, tuple) and idx else idx
         if first is Ellipsis and isinstance(idx, tuple) and len(idx) > 1:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..affine import Codes
 from ..errors import BudgetExceededError, BudgetWarning, InputError
-from ..trace import Trace, trace
+from ..trace import Trace, as_trace
 from ._arrange import cut_all
 from ._budget import MEMORY_FRACTION, MemoryBudget
 from ._mesh import TOL, Mesh, Polys, Rows, pack_label
@@ -23,13 +23,9 @@ from .slice import Slice
 
 
 def _as_trace(model: Any, slc: Slice) -> Trace:
-    if isinstance(model, Trace):
-        tr = model
-    elif isinstance(model, torch.nn.Module):
-        example = slc.points(np.vstack([slc.domain.mean(0), slc.domain[:2]]))
-        tr = trace(model, example)
-    else:
+    if not isinstance(model, (Trace, torch.nn.Module)):
         raise InputError(f"expected an nn.Module or a maxaffine Trace, got {type(model).__name__}")
+    tr = as_trace(model, slc.points(np.vstack([slc.domain.mean(0), slc.domain[:2]])))
     if tuple(tr.in_shape) != tuple(slc.in_shape):
         raise InputError(f"the slice lives in inputs of shape {slc.in_shape} but the model takes "
                          f"{tr.in_shape}; build the slice from inputs of the model's shape")

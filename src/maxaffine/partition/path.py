@@ -11,7 +11,7 @@ import torch
 
 from ..affine import Codes
 from ..errors import DegenerateSliceError, InputError
-from ..trace import Trace, trace
+from ..trace import as_trace
 from ._mesh import TOL
 from ._network import switch_of
 from .partition import check_tol
@@ -142,7 +142,7 @@ def partition_path(model: Any, points: Any, closed: bool = False, *, layers: Any
         raise DegenerateSliceError("path points contain NaN or inf values")
     if closed:
         pts = torch.cat([pts, pts[:1]])
-    tr = model if isinstance(model, Trace) else trace(model, pts[:2])
+    tr = as_trace(model, pts[:2])
     if tuple(pts.shape[1:]) != tuple(tr.in_shape):
         raise InputError(f"path points have shape {tuple(pts.shape[1:])} but the model takes "
                          f"{tr.in_shape}")
