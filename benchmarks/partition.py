@@ -10,12 +10,31 @@ best of ``--repeat`` runs each):
    inputs (a random image plus small noise: a triangle through unrelated images cuts the
    first conv layer's 2,704 lines into millions of regions).
 regioncam computes in float32, maxaffine in float64. Run: python benchmarks/partition.py
+
+``--sweep``: MLPs 2-w^d-C, w in {16, 32, 64, 128, 256}, d in {1, 2, 3, 4, 6}, on [-1,1]^2 and
+[-2,2]^2, C in {1, 10}; maxaffine and regioncam alternate (pairs until a case has taken
+about a second, at least one), the ratio of a case is the median of its per-pair ratios,
+and the worst ratio is printed last. ``--widths``/``--depths`` pick a subset.
+
+``--cnn``: slices through three CIFAR-size inputs of the PyTorch tutorial ``Net``,
+VGG11-for-CIFAR (conv-BN-ReLU-maxpool), torchvision resnet18 (10 classes) and a
+SplineCam-scale ConvNet (five 3x3 stride-2 ReLU convs of widths 96-128-160-192-224, mean 160,
+on 1x64x64), each in its own process (for its peak RSS) under the default memory budget:
+through three unrelated random images (the first conv layer alone cuts such a triangle into
+millions of regions, so these stop flagged at the budget) and through three images within
+``0.002`` of each other (these finish; verified).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -61,11 +80,155 @@ def regioncam_count(net, size, first=None):
     return rc.num_faces
 
 
+def mlp(width, depth, n_out, seed=0):
+    torch.manual_seed(seed)
+    layers, d = [], 2
+    for _ in range(depth):
+        layers += [nn.Linear(d, width), nn.ReLU()]
+        d = width
+    return nn.Sequential(*layers, nn.Linear(d, n_out)).double()
+
+
+def sweep(widths, depths, budget_s=1.0) -> None:
+    """Median per-pair time ratio maxaffine / regioncam over the MLP sweep."""
+    print("| MLP | box | regions | maxaffine s | regioncam s | ratio (median of pairs) |")
+    print("|---|---|---|---|---|---|")
+    worst = (0.0, "")
+    for n_out in (1, 10):
+        for size in (1.0, 2.0):
+            for depth in depths:
+                for width in widths:
+                    net = mlp(width, depth, n_out)
+                    box = maxaffine.Slice.box((-size, size, -size, size))
+                    tr = maxaffine.trace(net, torch.zeros(2, 2, dtype=torch.float64))
+                    ratios, tm, tr_, spent = [], [], [], 0.0
+                    while not ratios or (spent < budget_s and len(ratios) < 25):
+                        t = time.perf_counter()
+                        part = maxaffine.partition_slice(tr, box, progress=False)
+                        a = time.perf_counter() - t
+                        t = time.perf_counter()
+                        n_rc = regioncam_count(net, size)
+                        b = time.perf_counter() - t
+                        ratios.append(a / b)
+                        tm.append(a)
+                        tr_.append(b)
+                        spent += a + b
+                    r = statistics.median(ratios)
+                    name = f"2-{width}^{depth}-{n_out}"
+                    flag = "" if part.n_regions == n_rc else f" (regioncam {n_rc})"
+                    print(f"| {name} | [-{size:g},{size:g}]^2 | {part.n_regions}{flag} | "
+                          f"{statistics.median(tm):.4f} | {statistics.median(tr_):.4f} | "
+                          f"{r:.2f} |", flush=True)
+                    if r > worst[0]:
+                        worst = (r, f"{name} on [-{size:g},{size:g}]^2")
+    print(f"worst ratio maxaffine/regioncam: {worst[0]:.2f} ({worst[1]})")
+
+
+def _cnn_model(name):
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    if name == "net":
+        class Net(nn.Module):  # the PyTorch CIFAR-10 tutorial network
+            def __init__(self):
+                super().__init__()
+                self.conv1, self.pool = nn.Conv2d(3, 6, 5), nn.MaxPool2d(2, 2)
+                self.conv2 = nn.Conv2d(6, 16, 5)
+                self.fc1, self.fc2 = nn.Linear(16 * 5 * 5, 120), nn.Linear(120, 84)
+                self.fc3 = nn.Linear(84, 10)
+
+            def forward(self, x):
+                x = self.pool(F.relu(self.conv1(x)))
+                x = self.pool(F.relu(self.conv2(x)))
+                x = torch.flatten(x, 1)
+                return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+        return Net(), (3, 32, 32)
+    if name == "vgg11":
+        layers, c = [], 3
+        for v in [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU()]
+                c = v
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, 10)), (3, 32, 32)
+    if name == "resnet18":
+        sys.modules.setdefault("torchvision._meta_registrations", type(sys)("stub"))
+        import torchvision
+        return torchvision.models.resnet18(num_classes=10), (3, 32, 32)
+    if name == "splinecam":
+        layers, c = [], 1
+        for w in (96, 128, 160, 192, 224):
+            layers += [nn.Conv2d(c, w, 3, stride=2, padding=1), nn.ReLU()]
+            c = w
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(224 * 2 * 2, 10)), (1, 64, 64)
+    raise ValueError(name)
+
+
+def cnn_case(name: str, spread: float) -> dict:
+    """One CNN slice (run in a fresh process: peak RSS is the process's)."""
+    torch.set_num_threads(1)
+    model, shape = _cnn_model(name)
+    model = model.double().eval()
+    gen = torch.Generator().manual_seed(1)
+    if spread >= 1:
+        xs = torch.rand((3,) + shape, dtype=torch.float64, generator=gen)
+    else:
+        base = torch.rand((1,) + shape, dtype=torch.float64, generator=gen)
+        xs = base + spread * torch.randn((3,) + shape, dtype=torch.float64, generator=gen)
+    slc = maxaffine.Slice.through(xs[0], xs[1], xs[2])
+    tr = maxaffine.trace(model, xs)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        part = maxaffine.partition_slice(tr, slc, progress=False)
+    sec = time.perf_counter() - t
+    status = "partial"
+    if part.complete:
+        part.verify(300)
+        status = "complete, verified"
+    peak = max(rss0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+    return {"regions": part.n_regions, "seconds": sec, "status": status,
+            "layers": f"{len(part.history)}/{len(tr.piecewise)}", "peak_rss_mib": peak}
+
+
+def cnn_rows(names) -> None:
+    print("| network, slice | regions | layers cut | s | regions/s | peak RSS MiB | result |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        for spread, what in ((1.0, "3 random images"), (0.002, "3 images within 0.002")):
+            out = subprocess.run([sys.executable, __file__, "--cnn-case", name, str(spread)],
+                                 capture_output=True, text=True, check=False)
+            if out.returncode:
+                print(f"| {name}, {what} | failed: {out.stderr.strip().splitlines()[-1]} |")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"| {name}, {what} | {r['regions']:,} | {r['layers']} | {r['seconds']:.1f} | "
+                  f"{r['regions'] / r['seconds']:,.0f} | {r['peak_rss_mib']:,.0f} | "
+                  f"{r['status']} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--sweep", action="store_true", help="the MLP sweep against regioncam")
+    ap.add_argument("--widths", default="16,32,64,128,256")
+    ap.add_argument("--depths", default="1,2,3,4,6")
+    ap.add_argument("--cnn", action="store_true", help="the CNN slices")
+    ap.add_argument("--nets", default="net,vgg11,resnet18,splinecam")
+    ap.add_argument("--cnn-case", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.cnn_case:
+        print(json.dumps(cnn_case(args.cnn_case[0], float(args.cnn_case[1]))))
+        return
+    if args.sweep:
+        sweep([int(w) for w in args.widths.split(",")], [int(d) for d in args.depths.split(",")])
+        return
+    if args.cnn:
+        cnn_rows(args.nets.split(","))
+        return
     rows = []
 
     # 1. reference MLP

@@ -143,3 +143,13 @@ def test_progress_reports_regions_within_a_layer(monkeypatch, capsys):
         part = maxaffine.partition_slice(_wide_next_layer(width=64), BOX, progress=True)
     assert len(seen) > 2 and max(seen) <= part.n_regions
     assert seen == sorted(seen)  # regions only ever get cut
+
+
+def test_stats_report_memory_per_region():
+    part = maxaffine.partition_slice(_wide_next_layer(width=8), BOX, progress=False)
+    st = part.stats()
+    codes = sum(c.numel() * c.element_size() for c in dict(part.codes).values())
+    # at least the full codes, the output maps and one polygon entry per vertex of each region
+    floor = codes + part.G.nbytes + part.h.nbytes + 8 * len(part.polygon_vertices)
+    assert floor <= part.nbytes
+    assert st.bytes_per_region == pytest.approx(part.nbytes / part.n_regions)

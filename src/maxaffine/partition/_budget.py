@@ -21,15 +21,23 @@ MEMORY_FRACTION = 0.25
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+def _read(path: str) -> bytes:
+    # os-level reads: a text-mode open costs ~0.2 ms, which small partitions would feel
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
 def available_ram() -> int:
     """Bytes of RAM available to new allocations (``MemAvailable``; physical RAM where that
     cannot be read; 8 GiB as a last resort)."""
     try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+        text = _read("/proc/meminfo")
+        i = text.index(b"MemAvailable:")
+        return int(text[i + 13:text.index(b"kB", i)]) * 1024
+    except (OSError, ValueError):
         pass
     try:
         return int(os.sysconf("SC_PHYS_PAGES")) * _PAGE
@@ -40,8 +48,7 @@ def available_ram() -> int:
 def resident_bytes() -> int:
     """Resident set size of this process (0 where it cannot be read)."""
     try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * _PAGE
+        return int(_read("/proc/self/statm").split()[1]) * _PAGE
     except (OSError, IndexError, ValueError):
         return 0
 

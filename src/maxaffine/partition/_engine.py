@@ -629,23 +629,35 @@ class _Summing:
 
     A CSR product, in torch: np.add.reduceat along rows is an order of magnitude slower,
     scipy's CSR product about twice as slow (and building a scipy matrix checks its
-    indices)."""
+    indices). Small products (below :data:`_SMALL_SUM` entries) use reduceat instead: there
+    the sparse tensor's construction and dispatch cost more than the sums."""
 
     def __init__(self, offsets: np.ndarray, cols: np.ndarray, n: int):
         self.offsets, self.cols, self.n = offsets, cols, n
         self.shape = (len(offsets) - 1, n)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            self._t = torch.sparse_csr_tensor(
-                torch.from_numpy(offsets), torch.from_numpy(cols),
-                torch.ones(len(cols), dtype=torch.float64), self.shape, check_invariants=False)
+        self._t = None
 
-    def rows(self, i: int, j: int) -> "_Summing":
+    def rows(self, i: int, j: int) -> _Summing:
         o = self.offsets
         return _Summing(o[i:j + 1] - o[i], self.cols[o[i]:o[j]], self.n)
 
     def __matmul__(self, A: np.ndarray) -> np.ndarray:
+        cols = self.cols
+        if len(cols) * (A.shape[1] if A.ndim > 1 else 1) <= _SMALL_SUM and self.shape[0]:
+            # every polygon has entries, so reduceat's segments are never empty
+            return np.add.reduceat(np.take(A, cols, axis=0), self.offsets[:-1], axis=0)
+        if self._t is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+                self._t = torch.sparse_csr_tensor(
+                    torch.from_numpy(self.offsets), torch.from_numpy(cols),
+                    torch.ones(len(cols), dtype=torch.float64), self.shape,
+                    check_invariants=False)
         return (self._t @ torch.from_numpy(A)).numpy()
+
+
+#: Largest product (entries x columns) :class:`_Summing` computes with numpy's reduceat.
+_SMALL_SUM = 1 << 15
 
 
 def _summing(p: Polys, n: int) -> _Summing:

@@ -10,6 +10,7 @@ first convolution costs nothing per vertex; the rest of the graph runs through t
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,11 @@ def switch_of(tr, name: str, ctx: NodeContext) -> Switch:
     return sw
 
 
+#: Per trace: fx name -> node, total width of the nodes past the prefix, and the plans of
+#: :meth:`Evaluator.plan` (all depend on the graph only, not on weights or slice).
+_STATIC: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class Evaluator:
     """Forward passes of a trace at slice points, skipping the affine prefix.
 
@@ -61,7 +67,13 @@ class Evaluator:
         anchors = slc.points(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), dtype=tr.dtype)
         with torch.no_grad():
             self.anchor = tr.run(anchors)
-        by_fx = {n.fx_node.name: n for n in tr.nodes}
+        static = _STATIC.get(tr)
+        if static is None:  # what depends on the graph alone, kept for later calls
+            prefix, frontier_names = tr.affine_prefix()
+            widths = sum(math.prod(n.shape) for n in tr.nodes
+                         if n.kind == "var" and n.shape and n.fx_node.name not in prefix)
+            static = _STATIC[tr] = ({n.fx_node.name: n for n in tr.nodes}, widths, {})
+        by_fx, widths, self._plans = static
         prefix, frontier_names = tr.affine_prefix()
         frontier: dict[str, tuple] = {}
         for name in frontier_names:
@@ -71,13 +83,10 @@ class Evaluator:
         self.prefix = prefix
         self.frontier = frontier
         self.by_fx = by_fx
-        widths = [math.prod(n.shape) for n in tr.nodes
-                  if n.kind == "var" and n.shape and n.fx_node.name not in prefix]
-        widths += [math.prod(v[0].shape) for v in frontier.values()]
-        self.chunk = max(256, CHUNK_FLOATS // max(1, sum(widths)))
+        widths += sum(math.prod(v[0].shape) for v in frontier.values())
+        self.chunk = max(256, CHUNK_FLOATS // max(1, widths))
         self.consts = {n.fx_node.name: self.anchor.values[n.fx_node.name] for n in tr.nodes
                        if n.kind == "const" and n.fx_node.name in self.anchor.values}
-        self._plans: dict[tuple, list | None] = {}
 
     def plan(self, src: str, dst: str | None) -> list | None:
         """Nodes leading from piecewise node ``src``'s output to ``dst``'s unit inputs (the
@@ -202,13 +211,13 @@ class Evaluator:
         """Columns ``cols`` of the switching functions ``fn(unit inputs of name)`` at points
         (N, 2), chunked over points so that no (N, all functions) table is built; from the
         affine ``basis`` of :meth:`affine_values` when given."""
+        if basis is not None:  # [1, s, t] @ basis: one BLAS pass over the output
+            coef = np.empty((len(st), 3))
+            coef[:, 0] = 1.0
+            coef[:, 1:] = st
+            b = basis if len(cols) == basis.shape[1] else basis[:, cols]
+            return coef @ b
         out = np.empty((len(st), len(cols)))
-        if basis is not None:
-            b = basis[:, cols]
-            np.multiply(st[:, :1], b[1], out=out)
-            out += st[:, 1:] * b[2]
-            out += b[0]
-            return out
         for i in range(0, len(st), self.chunk):
             ins = self._run_chunk(st[i:i + self.chunk], name, None)[0]
             out[i:i + self.chunk] = np.asarray(fn(ins))[:, cols]

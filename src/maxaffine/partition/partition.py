@@ -186,6 +186,8 @@ class PartitionStats:
     boundary_length : float or None
         Decision-boundary length (None when the output map is unavailable).
     boundary_pieces : int or None
+    bytes_per_region : float
+        Memory the partition holds per region (:attr:`Partition.nbytes` / ``n_regions``).
     """
 
     n_regions: int
@@ -200,6 +202,7 @@ class PartitionStats:
     density: np.ndarray | None
     boundary_length: float | None
     boundary_pieces: int | None
+    bytes_per_region: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,20 @@ class Partition:
     history: tuple = field(default=(), repr=False)
     ancestors: np.ndarray | None = field(default=None, repr=False)
     trace: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this partition holds: geometry, codes, output maps, ancestry
+        and the per-layer history (the trace it refers to is not counted)."""
+        arrays = [self.vertices, self.offsets, self.polygon_vertices, self.edge_layer,
+                  self.edge_unit, self.interior, self.G, self.h, self.ancestors]
+        total = sum(a.nbytes for a in arrays if a is not None)
+        total += sum(c.numel() * c.element_size() for c in dict(self.codes).values())
+        for lev in self.history:
+            total += sum(getattr(lev, f).nbytes for f in ("vertices", "offsets",
+                                                          "polygon_vertices", "edge_layer",
+                                                          "edge_unit"))
+        return int(total)
 
     def __repr__(self) -> str:
         return (f"Partition(n_regions={self.n_regions}, layers={len(self.layers)}, "
@@ -534,7 +551,8 @@ class Partition:
             eccentricity_mean=float(ecc.mean()), eccentricity_median=float(np.median(ecc)),
             n_above=int(np.count_nonzero(a >= area_threshold * dom)),
             n_slivers=int(np.count_nonzero(a < sliver_threshold * dom)),
-            density=dens, boundary_length=bl, boundary_pieces=bp)
+            density=dens, boundary_length=bl, boundary_pieces=bp,
+            bytes_per_region=self.nbytes / max(self.n_regions, 1))
 
     # -- per-layer views ----------------------------------------------------------------
     def upto(self, layer: int | str) -> "Partition":
