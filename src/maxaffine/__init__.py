@@ -98,4 +98,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # only the public API (plus the version), not the helpers this module imports
+    return sorted(set(__all__) | {"__version__"})

@@ -108,6 +108,13 @@ class AffineMap:
     def batch_size(self) -> int:
         return self.b.shape[0]
 
+    def __repr__(self) -> str:
+        A = "materialized" if self._A else "lazy"
+        span = "" if self.start is None and self.end is None else f", start={self.start!r}, end={self.end!r}"
+        return (f"AffineMap(batch={self.batch_size}, in_shape={self.in_shape}, "
+                f"out_shape={self.out_shape}, A={A}, dtype={str(self.b.dtype).removeprefix('torch.')}, "
+                f"layers={len(self.codes)}{span})")
+
     @property
     def n_outputs(self) -> int:
         return self.b.shape[1]

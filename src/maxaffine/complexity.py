@@ -44,6 +44,26 @@ class LocalComplexity:
         """Average local complexity over the batch."""
         return float(self.total.double().mean())
 
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """One row per input: ``sample``, ``total`` and (if computed) one column per layer."""
+        from ._tables import column
+
+        d = {"sample": np.arange(len(self.total)), "total": column(self.total)}
+        for k, v in (self.layers or {}).items():
+            d[k] = column(v)
+        return d
+
+    def to_frame(self):
+        """:meth:`to_dict` as a pandas DataFrame indexed by ``sample`` (needs pandas)."""
+        from ._tables import frame
+
+        return frame(self.to_dict(), index="sample")
+
+    def __repr__(self) -> str:
+        return (f"LocalComplexity(batch={len(self.total)}, mean={self.mean():.6g}, "
+                f"radius={self.radius:.6g}, n_vertices={self.n_vertices}, "
+                f"layers={None if self.layers is None else len(self.layers)})")
+
 
 def _generator(seed: int | None) -> torch.Generator:
     """A CPU generator seeded by ``seed``, or by a draw from torch's global RNG if None."""
@@ -442,6 +462,22 @@ class HessianComplexity:
     value: float
     per_sample: torch.Tensor
     estimator: str
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """One row per input: ``sample`` and its term ``hessian`` (their mean is ``value``)."""
+        from ._tables import column
+
+        return {"sample": np.arange(len(self.per_sample)), "hessian": column(self.per_sample)}
+
+    def to_frame(self):
+        """:meth:`to_dict` as a pandas DataFrame indexed by ``sample`` (needs pandas)."""
+        from ._tables import frame
+
+        return frame(self.to_dict(), index="sample")
+
+    def __repr__(self) -> str:
+        return (f"HessianComplexity(value={self.value:.6g}, estimator={self.estimator!r}, "
+                f"batch={len(self.per_sample)})")
 
 
 def hessian_complexity(model: nn.Module | Trace, x: torch.Tensor, *,

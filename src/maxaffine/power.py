@@ -51,6 +51,10 @@ class MASO:
     def in_features(self) -> int:
         return self.A.shape[2]
 
+    def __repr__(self) -> str:
+        return (f"MASO(n_units={self.n_units}, n_pieces={self.n_pieces}, "
+                f"in_features={self.in_features}, dtype={str(self.A.dtype).removeprefix('torch.')})")
+
     def pieces(self, x: torch.Tensor) -> torch.Tensor:
         """Value of every piece, shape (N, K, R), for inputs ``x`` of shape (N, D)."""
         x = x.reshape(x.shape[0], -1).to(self.A.dtype)
@@ -187,6 +191,11 @@ class PowerDiagram:
     code: torch.Tensor
     centroid: torch.Tensor
     radius: torch.Tensor
+
+    def __repr__(self) -> str:
+        B, K, R, D = self.A.shape
+        return (f"PowerDiagram(layer={self.layer!r}, batch={B}, n_units={K}, n_pieces={R}, "
+                f"in_features={D}, cells={len(torch.unique(self.code, dim=0)) if B else 0})")
 
     def centroid_of(self, code: torch.Tensor) -> torch.Tensor:
         """``μ[q]`` for codes ``q`` of shape (B, K) or (B, M, K) (M candidate codes per input)."""

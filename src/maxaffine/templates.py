@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -158,6 +159,27 @@ class Memorization:
         """Means of ``true`` and ``other`` and their gap."""
         t, o = self.true.mean().item(), self.other.mean().item()
         return {"cos_true": t, "cos_other": o, "gap": t - o}
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """One row per input: ``sample``, ``label``, ``cos_true``, ``cos_other``, ``cos_<c>``."""
+        from ._tables import column
+
+        d = {"sample": np.arange(len(self.labels)), "label": column(self.labels),
+             "cos_true": column(self.true), "cos_other": column(self.other)}
+        cos = column(self.cosine)
+        d.update({f"cos_{c}": cos[:, c] for c in range(cos.shape[1])})
+        return d
+
+    def to_frame(self):
+        """:meth:`to_dict` as a pandas DataFrame indexed by ``sample`` (needs pandas)."""
+        from ._tables import frame
+
+        return frame(self.to_dict(), index="sample")
+
+    def __repr__(self) -> str:
+        s = self.summary() if len(self.labels) else {"cos_true": float("nan"), "gap": float("nan")}
+        return (f"Memorization(batch={len(self.labels)}, classes={self.cosine.shape[1]}, "
+                f"cos_true={s['cos_true']:.4g}, gap={s['gap']:.4g})")
 
 
 def memorization(model: nn.Module | Trace, x: torch.Tensor, y: torch.Tensor, *,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -33,6 +34,41 @@ class History:
 
     def column(self, key: str) -> list[float]:
         return [row[key] for row in self.rows if key in row]
+
+    @property
+    def columns(self) -> list[str]:
+        """Every logged key, in order of first appearance."""
+        return list(dict.fromkeys(k for row in self.rows for k in row))
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """One float column per logged key, aligned on the rows (epochs).
+
+        A key missing from a row (a callback that skipped that epoch, e.g. ``every=5``)
+        is NaN there, so every column has ``len(rows)`` entries.
+
+        Examples
+        --------
+        >>> h = History([{"epoch": 0, "lc": 3.0}, {"epoch": 1}, {"epoch": 2, "lc": 5.0}])
+        >>> h.to_dict()["lc"].tolist()
+        [3.0, nan, 5.0]
+        """
+        return {k: np.array([float(row.get(k, np.nan)) for row in self.rows])
+                for k in self.columns}
+
+    def to_frame(self):
+        """:meth:`to_dict` as a pandas DataFrame indexed by ``epoch`` (needs pandas)."""
+        from ._tables import frame
+
+        d = self.to_dict()
+        if "epoch" in d:
+            d["epoch"] = d["epoch"].astype(np.int64)
+            return frame(d, index="epoch")
+        return frame(d)
+
+    def __repr__(self) -> str:
+        cols = self.columns
+        shown = ", ".join(cols[:8]) + (", ..." if len(cols) > 8 else "")
+        return f"History(epochs={len(self.rows)}, columns=[{shown}])"
 
 
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:

@@ -102,6 +102,10 @@ class DecisionBoundary:
     tolerance: float
     tied_regions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
+    def __repr__(self) -> str:
+        return (f"DecisionBoundary(segments={len(self.segments)}, length={self.length:.6g}, "
+                f"pieces={self.pieces}, tied_regions={len(self.tied_regions)})")
+
     @property
     def length(self) -> float:
         """Total length in slice coordinates."""
@@ -204,6 +208,25 @@ class PartitionStats:
     boundary_pieces: int | None
     bytes_per_region: float = 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The statistics as one flat row (``density`` becomes ``density_0``, ``density_1``, ...)."""
+        d: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__
+                             if k != "density"}
+        if self.density is not None:
+            d.update({f"density_{k}": float(v) for k, v in enumerate(self.density)})
+        return d
+
+    def to_frame(self):
+        """:meth:`to_dict` as a one-row pandas DataFrame (needs pandas)."""
+        from .._tables import pandas
+
+        return pandas().DataFrame([self.to_dict()])
+
+    def __repr__(self) -> str:
+        from .._tables import compact_repr
+
+        return compact_repr(self)
+
 
 @dataclass(frozen=True)
 class Partition:
@@ -294,7 +317,54 @@ class Partition:
 
     def __repr__(self) -> str:
         return (f"Partition(n_regions={self.n_regions}, layers={len(self.layers)}, "
-                f"complete={self.complete}, n_vertices={len(self.vertices)})")
+                f"complete={self.complete}, n_vertices={len(self.vertices)}, "
+                f"n_outputs={self.n_outputs}, in_shape={self.slice.in_shape}, "
+                f"domain_area={self.slice.area:.6g})")
+
+    # -- tables, files and views (implemented in .export) ------------------------------
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """One row per region: ``region``, ``area``, ``n_vertices``, interior ``s``, ``t``,
+        ``code`` (16-hex-digit key of the full code), and with an output map ``class``
+        (predicted class; single output: ``f > 0``) and ``slope_norm`` (Frobenius norm of
+        ``G``). See :func:`maxaffine.partition.export.region_table`."""
+        from .export import region_table
+
+        return region_table(self)
+
+    def to_frame(self):
+        """:meth:`to_dict` as a pandas DataFrame indexed by ``region`` (needs pandas)."""
+        from .._tables import frame
+
+        return frame(self.to_dict(), index="region")
+
+    def save(self, path: Any, *, overwrite: bool = False):
+        """Write every field to an ``.npz`` file (no pickle); returns the path written.
+
+        An existing file is never replaced unless ``overwrite=True``. Read it back with
+        :meth:`Partition.load`, which needs no model.
+        """
+        from .export import save
+
+        return save(self, path, overwrite=overwrite)
+
+    @staticmethod
+    def load(path: Any) -> Partition:
+        """Read a partition written by :meth:`save`; exact round trip, ``trace`` is None."""
+        from .export import load
+
+        return load(path)
+
+    def to_shapely(self) -> np.ndarray:
+        """The regions as an array (R,) of ``shapely.Polygon`` (needs shapely)."""
+        from .export import to_shapely
+
+        return to_shapely(self)
+
+    def to_geojson(self) -> dict:
+        """The regions as a GeoJSON FeatureCollection dict, with :meth:`to_dict` properties."""
+        from .export import to_geojson
+
+        return to_geojson(self)
 
     # -- sizes --------------------------------------------------------------------------
     @property
