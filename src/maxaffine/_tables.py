@@ -66,4 +66,4 @@ def compact_repr(obj: Any, **extra: Any) -> str:
     return f"{type(obj).__name__}({', '.join(parts)})"
 
 
-__all__ = ["pandas", "column", "frame", "summarize", "compact_repr"]
+__all__ = ["column", "compact_repr", "frame", "pandas", "summarize"]

@@ -128,6 +128,52 @@ def _code_hash(flat: np.ndarray) -> np.ndarray:
     return _mix64(key)
 
 
+_BYTE_BITS = ((np.arange(256)[:, None] >> np.arange(7, -1, -1)[None]) & 1).astype(np.uint64)
+
+
+def _codes_hash(codes: Any) -> np.ndarray:
+    """``_code_hash(_flat_codes(codes))`` without building the (N, n_units) int64 table.
+
+    Boolean layers (most of them) are packed to bytes and hashed by one 256-entry table per
+    byte position (the hash is a wrapping sum of per-unit terms, so a byte's eight terms
+    can be summed ahead); other layers go through the same sum chunk by chunk.
+    """
+    if not isinstance(codes, dict):
+        return _code_hash(_flat_codes(codes))
+    if not codes:
+        raise InputError("no codes to colour (empty dict)")
+    tensors = [c if isinstance(c, torch.Tensor) else torch.as_tensor(np.asarray(c))
+               for c in codes.values()]
+    widths = [int(np.prod(c.shape[1:], dtype=np.int64)) for c in tensors]
+    n_units = sum(widths)
+    N = int(tensors[0].shape[0])
+    if n_units == 0:
+        return np.zeros(N, np.uint64)
+    w = np.random.default_rng(0x5EED).integers(1, 2**63 - 1, n_units, dtype=np.int64)
+    w = w.astype(np.uint64) | np.uint64(1)
+    key = np.zeros(N, np.uint64)
+    j0 = 0
+    with np.errstate(over="ignore"):
+        for c, width in zip(tensors, widths):
+            flat = c.detach().cpu().reshape(N, width)
+            wl = w[j0:j0 + width]
+            j0 += width
+            if flat.dtype == torch.bool:
+                key += wl.sum(dtype=np.uint64)  # the "+1" of every unit
+                packed = np.packbits(flat.numpy(), axis=1)  # (N, ceil(width / 8)), MSB first
+                pad = np.zeros(packed.shape[1] * 8, np.uint64)
+                pad[:width] = wl
+                table = _BYTE_BITS @ pad.reshape(-1, 8).T  # (256, n_bytes), wrapping sums
+                for lo in range(0, packed.shape[1], 64):
+                    cols = np.arange(lo, min(lo + 64, packed.shape[1]))
+                    key += table[packed[:, cols], cols[None]].sum(1, dtype=np.uint64)
+            else:
+                for lo in range(0, width, 256):
+                    vals = (flat[:, lo:lo + 256].long().numpy() + 1).astype(np.uint64)
+                    key += (vals * wl[None, lo:lo + 256]).sum(1, dtype=np.uint64)
+    return _mix64(key)
+
+
 def _uniforms(h: np.ndarray, k: int) -> np.ndarray:
     """``k`` independent uniforms in [0, 1) per hash, shape (N, k)."""
     out = np.empty((len(h), k))
@@ -161,8 +207,7 @@ def code_colors(codes: Any, *, cmap: Any = None) -> np.ndarray:
     >>> c.shape, bool(np.allclose(c[0], c[2])), bool(np.allclose(c[0], c[1]))
     ((3, 4), True, False)
     """
-    flat = _flat_codes(codes)
-    u = _uniforms(_code_hash(flat), 3)
+    u = _uniforms(_codes_hash(codes), 3)
     if cmap is not None:
         import matplotlib
 
@@ -216,8 +261,8 @@ def tile_colors(codes: Any, first: str) -> np.ndarray:
     """
     if first not in codes:
         raise InputError(f"no codes for layer {first!r}; have {list(codes)}")
-    base = _uniforms(_code_hash(_flat_codes({first: codes[first]})), 2)
-    fine = _uniforms(_code_hash(_flat_codes(codes)), 2)
+    base = _uniforms(_codes_hash({first: codes[first]}), 2)
+    fine = _uniforms(_codes_hash(codes), 2)
     only_first = len(codes) == 1
     jit_s = 1.0 if only_first else 0.7 + 0.6 * fine[:, 0]
     jit_v = 0.94 if only_first else 0.84 + 0.16 * fine[:, 1]
@@ -319,10 +364,10 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
                    boundary: bool | None = None, level: float = 0.0, anchors: bool = True,
                    anchor_labels: Sequence[str] | None = None, points: Any = None,
                    point_labels: Any = None, cmap: Any = None, alpha: float = 1.0,
-                   linewidth: float = 0.5, boundary_color: Any = BOUNDARY_COLOR,
+                   linewidth: float | None = None, boundary_color: Any = BOUNDARY_COLOR,
                    boundary_linewidth: float = 2.2, output: int = 0, shading: str = "gouraud",
                    colorbar: bool = False, legend: bool | str = "below",
-                   edge_alpha: float = 0.85):
+                   edge_alpha: float = 0.85, rasterized: bool | None = None):
     r"""Draw the linear regions of a slice, their edges, the decision boundary and the anchors.
 
     Every region :math:`\omega` is a convex polygon of slice coordinates on which the
@@ -369,8 +414,9 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
         ``"code"`` (default: pastel colours).
     alpha : float
         Opacity of the region fill.
-    linewidth : float
-        Width of region edges.
+    linewidth : float, optional
+        Width of region edges in points; default :func:`edge_linewidth` of the region count
+        (0.5 up to 2,000 regions, thinner beyond so that dense pictures stay readable).
     boundary_color, boundary_linewidth
         Style of the decision boundary.
     output : int
@@ -384,6 +430,13 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
         matplotlib ``loc`` string, True (``"best"``) or False.
     edge_alpha : float
         Opacity of the region edges.
+    rasterized : bool, optional
+        Rasterize the region fills in vector output (SVG, PDF) while edges, the boundary and
+        text stay vector: the file size then no longer grows with the number of filled
+        polygons (the raster resolution is ``savefig(dpi=...)``). Default: rasterize from
+        :data:`RASTERIZE_ABOVE` regions on. Above :data:`MERGE_EDGES_ABOVE` edges, the edges
+        of each layer are drawn as one path (a polyline broken by NaN gaps), so a vector
+        file holds one element per layer instead of one per edge.
 
     Returns
     -------
@@ -418,6 +471,10 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
     part = partition
     slc = part.slice
     R = part.n_regions
+    if linewidth is None:
+        linewidth = edge_linewidth(R)
+    if rasterized is None:
+        rasterized = R >= RASTERIZE_ABOVE
     has_map = part.G is not None and part.h is not None
     mappable = None
     label = None
@@ -434,6 +491,7 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
             cm = cmap or "RdBu_r"
             if shading == "gouraud":
                 mappable = _gouraud_output(ax, part, output, cm, alpha)
+                mappable.set_rasterized(rasterized)
             else:
                 vals = _region_outputs_at(part, part.interior, np.arange(R))[:, output]
         else:
@@ -447,6 +505,7 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
                 m = float(np.max(np.abs(vals - level))) or 1.0
                 pc.set_clim(level - m, level + m)
             pc.set_gid("regions")
+            pc.set_rasterized(rasterized)
             ax.add_collection(pc, autolim=False)
             mappable = pc
     else:
@@ -461,7 +520,7 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
             _need_map(part, "class")
             cls = _region_classes(part, level)
             n_cls = max(part.G.shape[1], 2)
-            u = _uniforms(_code_hash(_flat_codes(part.codes)), 1)[:, 0]
+            u = _uniforms(_codes_hash(part.codes), 1)[:, 0]
             face = _lighten(class_colors(n_cls)[cls], 0.38 + 0.27 * u)
             class_handles = [Patch(facecolor=_lighten(class_colors(n_cls)[[c]], np.full(1, 0.5))[0],
                                    edgecolor="none", label=f"class {c}") for c in np.unique(cls)]
@@ -473,6 +532,7 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
         pc = PolyCollection(verts, facecolors=face, edgecolors="none", linewidths=0,
                             antialiaseds=False)
         pc.set_gid("regions")
+        pc.set_rasterized(rasterized)
         ax.add_collection(pc, autolim=False)
 
     handles = list(class_handles)
@@ -499,8 +559,11 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
             colors = np.repeat(_rgba(edge_color)[None], len(seg), 0)
         colors[:, 3] = edge_alpha
         order = np.argsort(lay, kind="stable")  # later layers drawn over earlier ones
+        seg, colors = seg[order], colors[order]
+        if len(seg) > MERGE_EDGES_ABOVE:
+            seg, colors = _merged_by_layer(seg, lay[order], colors)
         # one scalar width and autolim=False keep matplotlib's per-segment work minimal
-        lc = LineCollection(seg[order], colors=colors[order], linewidths=linewidth,
+        lc = LineCollection(seg, colors=colors, linewidths=linewidth,
                             capstyle="round", joinstyle="round", zorder=3)
         lc.set_gid("edges")
         ax.add_collection(lc, autolim=False)
@@ -532,6 +595,36 @@ def plot_partition(partition, *, color_by: str | None = "code", ax=None, edges: 
     if legend and handles:
         _legend(ax, handles, legend)
     return ax
+
+
+#: Region count from which :func:`plot_partition` rasterizes the fills by default.
+RASTERIZE_ABOVE = 10_000
+#: Edge count above which each layer's edges are drawn as one NaN-separated path.
+MERGE_EDGES_ABOVE = 20_000
+
+
+def edge_linewidth(n_regions: int, base: float = 0.5) -> float:
+    """Default edge width (points) for a picture of ``n_regions`` regions.
+
+    ``base`` up to 2,000 regions, then ``base * sqrt(2000 / n_regions)`` (edges thin out as
+    regions shrink, keeping the ink per area about constant), at least 0.05.
+
+    Examples
+    --------
+    >>> edge_linewidth(500), round(edge_linewidth(68_000), 3)
+    (0.5, 0.086)
+    """
+    return float(max(base * min(1.0, math.sqrt(2000 / max(n_regions, 1))), 0.05))
+
+
+def _merged_by_layer(seg: np.ndarray, lay: np.ndarray, colors: np.ndarray):
+    """Segments (E, 2, 2) sorted by layer -> one NaN-broken polyline per layer, and colours."""
+    starts = np.flatnonzero(np.r_[True, lay[1:] != lay[:-1]])
+    ends = np.r_[starts[1:], len(seg)]
+    gap = np.full((len(seg), 1, 2), np.nan)
+    pts = np.concatenate([seg, gap], axis=1)  # (E, 3, 2): a, b, NaN
+    lines = [pts[a:b].reshape(-1, 2)[:-1] for a, b in zip(starts, ends)]  # one per layer
+    return lines, colors[starts]
 
 
 def _legend(ax, handles, where) -> None:
@@ -714,7 +807,7 @@ def plot_subdivision(partition, *, layers: Sequence[int | str] | None = None, ax
     legend : bool
         A figure legend of the edge colours by layer (below the panels).
     **kwargs
-        Passed to :func:`plot_partition` (``linewidth``, ``anchors``, ``cmap``...).
+        Passed to :func:`plot_partition` (``linewidth``, ``rasterized``, ``anchors``, ``cmap``...).
 
     Returns
     -------
@@ -764,7 +857,7 @@ def plot_subdivision(partition, *, layers: Sequence[int | str] | None = None, ax
     else:
         axes = _given_axes(axes, n, "panels")
     final = len(partition.layers) - 1
-    kwargs.setdefault("linewidth", 0.8)
+    kwargs.setdefault("linewidth", edge_linewidth(partition.n_regions, 0.8))
     for k, (i, ax) in enumerate(zip(idx, axes)):
         sub = partition.upto(i)
         cb = color_by

@@ -10,6 +10,7 @@ trace=maxaffine.trace(model))``).
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,9 @@ def code_keys(part: Partition) -> np.ndarray:
     distinct regions of one partition have distinct codes, so distinct keys barring a
     2⁻⁶⁴-scale collision. The exact codes are ``part.codes``.
     """
-    from ..plot import _code_hash  # the hash that also picks region colours; no matplotlib
+    from ..plot import _codes_hash  # the hash that also picks region colours; no matplotlib
 
-    flat = Codes({k: part.codes[k] for k in part.layers}).flat().cpu().numpy()
-    h = _code_hash(flat)
+    h = _codes_hash({k: part.codes[k] for k in part.layers})
     return np.char.zfill(np.char.mod("%x", h.astype(np.uint64)), 16) if len(h) else \
         np.zeros(0, "<U16")
 
@@ -211,5 +211,230 @@ def to_geojson(part: Partition) -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
-__all__ = ["save", "load", "to_shapely", "to_geojson", "region_table", "code_keys",
-           "region_classes", "slope_norms", "FORMAT"]
+# -- SVG -----------------------------------------------------------------------------
+#: Edge colours by layer (the same palette as :mod:`maxaffine.plot`).
+LAYER_COLORS = ("#1d3f8f", "#e07b00", "#138a6e", "#9b3fb5", "#7a5c2e", "#c2185b", "#5f6b73")
+#: Region fills for ``color_by="class"`` (tab10) and ``"code"`` (pastels).
+CLASS_FILLS = ("#a6c5e3", "#ffc999", "#aedcae", "#f0a8a8", "#cbb9dd", "#cfb3ad", "#f2c1e2",
+               "#c7c7c7", "#e4e4a4", "#a3e2ea")
+CODE_FILLS = ("#f4d6d6", "#f4e3cf", "#f1f0cd", "#dcefcf", "#cfeee0", "#cfe9ef", "#d4dcf3",
+              "#e0d4f3", "#efd4ec", "#e9e2d7", "#d9e6d9", "#dde3ea")
+
+
+def _ints(a: np.ndarray) -> list[str]:
+    return list(map(str, a.tolist()))
+
+
+def _join(*columns: Any) -> str:
+    """Concatenate columns of tokens (lists of str, or one str repeated) row after row."""
+    n = max(len(c) for c in columns if not isinstance(c, str))
+    cols = [itertools.repeat(c, n) if isinstance(c, str) else c for c in columns]
+    return "".join(map("".join, zip(*cols)))
+
+
+def _path_data(q: np.ndarray, offsets: np.ndarray) -> str:
+    """SVG path data for CSR polygons of quantized points: ``M x y l dx dy ... z`` each."""
+    if len(offsets) < 2 or offsets[-1] == 0:
+        return ""
+    first = np.zeros(len(q), bool)
+    first[offsets[:-1]] = True
+    d = np.diff(q, axis=0, prepend=q[:1])
+    xy = np.where(first[:, None], q, d)
+    sep = np.full(len(q), " ", dtype=object)
+    sep[offsets[:-1]] = "l"
+    sep[offsets[1:] - 1] = "z"
+    head = np.where(first, "M", "").tolist()
+    return _join(head, _ints(xy[:, 0]), " ", _ints(xy[:, 1]), sep.tolist())
+
+
+def _segment_data(q: np.ndarray) -> str:
+    """Path data for segments (S, 2, 2) of quantized points: ``M x y l dx dy`` each."""
+    if len(q) == 0:
+        return ""
+    d = q[:, 1] - q[:, 0]
+    return _join("M", _ints(q[:, 0, 0]), " ", _ints(q[:, 0, 1]), "l", _ints(d[:, 0]), " ",
+                 _ints(d[:, 1]))
+
+
+def _fill_groups(part: Partition, color_by: str | None):
+    """(colour, region ids) pairs and, for classes, whether shapely merged them."""
+    if color_by is None:
+        return [("#ffffff", np.arange(part.n_regions))]
+    if color_by == "class":
+        cls = region_classes(part)
+        if cls is None:
+            raise InputError("color_by='class' needs each region's output map, which this "
+                             "partition does not have; use color_by='code'")
+        key = cls
+        pal = CLASS_FILLS
+    elif color_by == "code":
+        from ..plot import _codes_hash
+
+        h = _codes_hash({k: part.codes[k] for k in part.layers})
+        key = (h % np.uint64(len(CODE_FILLS))).astype(np.int64)
+        pal = CODE_FILLS
+    else:
+        raise InputError(f"color_by must be 'class', 'code' or None; got {color_by!r}")
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    cuts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1], True])
+    return [(pal[int(ks[a]) % len(pal)], order[a:b]) for a, b in itertools.pairwise(cuts)]
+
+
+def _subset_csr(part: Partition, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    counts = part.vertex_counts[regions]
+    off = np.r_[0, np.cumsum(counts)]
+    start = np.repeat(part.offsets[regions], counts)
+    within = np.arange(int(off[-1])) - np.repeat(off[:-1], counts)
+    return part.polygon_vertices[start + within], off
+
+
+def to_svg(part: Partition, path: Any = None, *, color_by: str | None = "auto",
+           resolution: int = 4000, width: float = 800, edges: bool = True,
+           boundary: bool | None = None, linewidth: float | None = None,
+           merge: bool = True, overwrite: bool = False) -> str:
+    """A compact standalone SVG picture of the partition; written to ``path`` if given.
+
+    Unlike a generic plotting backend, each shared edge is written once (grouped into one
+    path per layer), region fills are grouped into one path per colour (with shapely and
+    ``color_by="class"``, each class's regions are merged into their union first, whose
+    boundary is the decision boundary), and coordinates are integers on a grid of
+    ``resolution`` steps across the domain written as relative moves.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        File to write; an existing file is kept unless ``overwrite=True``.
+    color_by : {"auto", "class", "code", None}
+        ``"class"``: predicted class; ``"code"``: one of 12 pastel colours picked by the
+        region's code (adjacent regions may share one; edges separate them); ``"auto"``:
+        class when the partition has output maps, else code.
+    resolution : int
+        Grid steps across the larger side of the domain (4000: below 0.03 % of the width,
+        finer than a 300 dpi print of a full page).
+    width : float
+        Displayed width in px (the height follows the aspect ratio).
+    edges, boundary : bool
+        Draw region edges (coloured by layer) and the decision boundary (default: when the
+        partition has output maps).
+    linewidth : float, optional
+        Edge width in displayed px; default :func:`maxaffine.plot.edge_linewidth`.
+    merge : bool
+        Merge same-class fills with shapely when it is installed.
+
+    Returns
+    -------
+    str
+        The SVG document.
+    """
+    if color_by == "auto":
+        color_by = "class" if part.G is not None else "code"
+    if boundary is None:
+        boundary = part.G is not None
+    if linewidth is None:
+        from ..plot import edge_linewidth
+
+        linewidth = edge_linewidth(part.n_regions)
+    lo = part.slice.domain.min(0)
+    span = float(np.ptp(part.slice.domain, axis=0).max())
+    step = span / resolution
+
+    def quant(p: np.ndarray) -> np.ndarray:
+        q = np.rint((p - lo) / step).astype(np.int64)
+        q[..., 1] = hi_y - q[..., 1]  # SVG's y axis points down
+        return q
+
+    hi_y = int(np.rint(np.ptp(part.slice.domain[:, 1]) / step))
+    W = int(np.rint(np.ptp(part.slice.domain[:, 0]) / step))
+    height = width * hi_y / max(W, 1)
+    px = W / width  # grid steps per displayed px
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {hi_y}" '
+            f'width="{width:g}" height="{height:.6g}">'),
+           f"<!-- maxaffine partition: {part.n_regions} regions, {len(part.layers)} layers -->",
+           '<g stroke="none">']
+    Vq = quant(part.vertices)
+    for colour, regions in _fill_groups(part, color_by):
+        data = None
+        if merge and color_by == "class":
+            data = _merged_fill(part, regions, quant)
+        if data is None:
+            pv, off = _subset_csr(part, regions)
+            data = _path_data(Vq[pv], off)
+        out.append(f'<path fill="{colour}" d="{data}"/>')
+    out.append("</g>")
+    if edges:
+        e = part.edges
+        inner = e["layer"] >= 0
+        lay = e["layer"][inner]
+        seg = Vq[e["vertices"][inner]]
+        out.append(f'<g fill="none" stroke-width="{linewidth * px:.3g}" stroke-opacity="0.85" '
+                   f'stroke-linecap="round">')
+        for i in np.unique(lay):
+            out.append(f'<path stroke="{LAYER_COLORS[int(i) % len(LAYER_COLORS)]}" '
+                       f'd="{_segment_data(seg[lay == i])}"/>')
+        out.append("</g>")
+    dq = quant(part.slice.domain)
+    out.append(f'<path fill="none" stroke="#303030" stroke-width="{(1.5 * linewidth + 0.4) * px:.3g}" '
+               f'd="{_path_data(dq, np.array([0, len(dq)]))}"/>')
+    if boundary:
+        db = part.decision_boundary()
+        out.append(f'<path fill="none" stroke="#111111" stroke-width="{2.2 * px:.3g}" '
+                   f'stroke-linecap="round" d="{_segment_data(quant(db.segments))}"/>')
+    if part.slice.anchors is not None:
+        aq = quant(part.slice.anchors)
+        r = 4 * px
+        out += [f'<circle cx="{x}" cy="{y}" r="{r:.3g}" fill="white" stroke="black" '
+                f'stroke-width="{1.4 * px:.3g}"/>' for x, y in aq]
+    out.append("</svg>\n")
+    text = "\n".join(out)
+    if path is not None:
+        target = Path(os.fspath(path))
+        try:
+            with open(target, "w" if overwrite else "x", encoding="utf-8") as fh:
+                fh.write(text)
+        except FileExistsError:
+            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it, or "
+                                  f"choose another path") from None
+    return text
+
+
+def _merged_fill(part: Partition, regions: np.ndarray, quant) -> str | None:
+    """Path data of the union of ``regions`` (shapely's coverage union), or None without it."""
+    try:
+        import shapely
+    except ImportError:
+        return None
+    pv, off = _subset_csr(part, regions)
+    counts = np.diff(off)
+    closed = np.r_[0, np.cumsum(counts + 1)]
+    idx = np.empty(int(closed[-1]), np.int64)
+    last = np.zeros(len(idx), bool)
+    last[closed[1:] - 1] = True
+    idx[~last] = pv
+    idx[last] = pv[off[:-1]]
+    polys = shapely.from_ragged_array(shapely.GeometryType.POLYGON, part.vertices[idx],
+                                      (closed, np.arange(len(regions) + 1)))
+    union = shapely.coverage_union_all(polys)
+    rings = shapely.get_rings(shapely.get_parts(union))
+    coords, ring_idx = shapely.get_coordinates(rings, return_index=True)
+    # drop each ring's closing vertex; the path closes with z
+    keep = np.r_[ring_idx[1:] == ring_idx[:-1], False]
+    coords, ring_idx = coords[keep], ring_idx[keep]
+    if not len(coords):
+        return ""
+    cut = np.flatnonzero(np.r_[True, ring_idx[1:] != ring_idx[:-1], True])
+    return _path_data(quant(coords), cut)
+
+
+__all__ = [
+    "FORMAT",
+    "code_keys",
+    "load",
+    "region_classes",
+    "region_table",
+    "save",
+    "slope_norms",
+    "to_geojson",
+    "to_shapely",
+    "to_svg",
+]

@@ -360,6 +360,14 @@ class Partition:
 
         return to_shapely(self)
 
+    def to_svg(self, path: Any = None, **kwargs: Any) -> str:
+        """A compact standalone SVG of the regions, edges (each once, by layer) and the
+        decision boundary; written to ``path`` (never over an existing file unless
+        ``overwrite=True``). See :func:`maxaffine.partition.export.to_svg`."""
+        from .export import to_svg
+
+        return to_svg(self, path, **kwargs)
+
     def to_geojson(self) -> dict:
         """The regions as a GeoJSON FeatureCollection dict, with :meth:`to_dict` properties."""
         from .export import to_geojson
