@@ -84,8 +84,12 @@ def _check_docstrings_rendered(site: Path) -> None:
     pages = {p.name: p.read_text(encoding="utf-8") for p in (site / "reference").glob("*.html")}
     for name, page in pages.items():
         text = html.unescape(re.sub(r"<[^>]+>", "", page))
-        for leftover in (".. math::", ":func:`", ":class:`", ":meth:`", ":math:`", ".. ["):
-            assert leftover not in text, f"{leftover!r} left in reference/{name}"
+        leftover = re.search(r"\.\. math::|\.\. \[|:(?:func|class|meth|mod|attr|data|exc|obj|math):`",
+                             text)
+        assert leftover is None, f"{leftover.group(0)!r} left in reference/{name}"
+        # a line of a docstring that starts with ">" (a wrapped ">=", a bare doctest) would be
+        # read as a quote
+        assert "<blockquote" not in page, f"a docstring line is read as a quote in {name}"
     if importlib.util.find_spec("latex2mathml") is not None:
         assert "<math" in pages["power.html"]
 

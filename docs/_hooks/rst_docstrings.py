@@ -60,7 +60,8 @@ def _math(latex: str, *, block: bool) -> str:
             log.warning("maxaffine docs: cannot convert math %r to MathML (%s)", latex, err)
         else:
             out = _protect(out)
-            return f'<div class="math-block">{out}</div>' if block else out
+            # Markdown takes a line that starts with <math> for an HTML block: wrap inline math
+            return f'<div class="math-block">{out}</div>' if block else f"<span>{out}</span>"
     code = f"<code>{_encode(latex)}</code>"
     return f'<pre class="math-block">{code}</pre>' if block else code
 
@@ -106,6 +107,29 @@ def _convert_citations(lines: list[str]) -> list[str]:
             text.append(lines[i].strip())
             i += 1
         out.append(" " * indent + f"- [{match.group(2)}] " + " ".join(text))
+    return out
+
+
+def _fence_doctests(lines: list[str]) -> list[str]:
+    """Doctest blocks outside an Examples section (where griffe finds them itself) would be
+    read as Markdown quotes: fence them as console sessions."""
+    out: list[str] = []
+    in_examples = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if i + 1 < len(lines) and re.fullmatch(r"\s*-{3,}\s*", lines[i + 1]) and line.strip():
+            in_examples = line.strip() == "Examples"
+        if in_examples or not line.lstrip().startswith(">>>"):
+            out.append(line)
+            i += 1
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        block = []
+        while i < len(lines) and lines[i].strip():
+            block.append(lines[i][len(indent):])
+            i += 1
+        out += ["", f"{indent}```pycon", *(indent + b for b in block), f"{indent}```", ""]
     return out
 
 
@@ -216,6 +240,7 @@ class RstDocstrings(griffe.Extension):
     def convert(self, text: str, obj) -> str:
         lines = _convert_math_blocks(text.splitlines())
         lines = _convert_citations(lines)
+        lines = _fence_doctests(lines)
         return _ROLE.sub(lambda m: self._role(m.group(1), m.group(2), obj), "\n".join(lines))
 
     def _role(self, kind: str, content: str, obj) -> str:

@@ -277,8 +277,8 @@ def beta_vq(u: torch.Tensor, pieces: Pieces = "relu", beta: BetaLike = 0.5, *,
     Raises
     ------
     InputError
-        On an unknown ``pieces`` or ``output``, ``beta`` outside [0, 1], ``negative_slope
-        >= 1``, or a bad pooling shape.
+        On an unknown ``pieces`` or ``output``, ``beta`` outside [0, 1],
+        ``negative_slope >= 1``, or a bad pooling shape.
 
     Examples
     --------
