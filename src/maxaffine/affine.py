@@ -96,12 +96,15 @@ class AffineMap:
     end: str | None = None
     _record: ForwardRecord | None = field(default=None, repr=False)
     _A: list = field(default_factory=list, repr=False)
+    _grad: bool = field(default=False, repr=False)  # built with differentiable=True
 
     @property
     def A(self) -> torch.Tensor:
         if not self._A:
-            self._A.append(_accumulate(self.trace, self._record, self.start, self.end,
-                                       len(self.x), self.in_shape, self.out_shape))
+            # formed later: keep a graph only if the map was asked to be differentiable
+            with torch.set_grad_enabled(self._grad and torch.is_grad_enabled()):
+                self._A.append(_accumulate(self.trace, self._record, self.start, self.end,
+                                           len(self.x), self.in_shape, self.out_shape))
         return self._A[0]
 
     @property
@@ -279,7 +282,7 @@ def _affine_map(model, x, start, end, materialize, chunk_size, progress, output)
     if not materialize and len(slices) > 1:
         record = tr.run(x, prepared=True)
     return AffineMap(join(pieces_b), join(pieces_x), codes, tuple(in_shape),
-                     tuple(out_shape), tr, start, end, record, A_list)
+                     tuple(out_shape), tr, start, end, record, A_list, torch.is_grad_enabled())
 
 
 def codes(model: nn.Module | Trace, x: torch.Tensor, *, output: Any = None) -> Codes:

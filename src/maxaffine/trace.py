@@ -231,6 +231,7 @@ class Trace:
     def prepare(self, x: Any) -> torch.Tensor:
         """Validate and convert an input batch: shape (B, *in_shape), finite, in ``dtype``."""
         x = torch.as_tensor(x)
+        _check_values(x, "input")
         if tuple(x.shape) == self.in_shape:
             x = x.unsqueeze(0)
         if tuple(x.shape[1:]) != self.in_shape:
@@ -557,6 +558,8 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
         example_input = torch.as_tensor(example_input)
     if example_input.dim() == 0:
         raise InputError("example_input must be a batch of shape (B, *in_shape)")
+    _check_values(example_input, "input")
+    _check_model_values(model)
     work = _cast_model(model, dtype)
     run_dtype = dtype or next((p.dtype for p in work.parameters() if p.is_floating_point()),
                               torch.get_default_dtype())
@@ -584,6 +587,7 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
             raise InputError(f"output={output!r} could not be selected: {exc}") from exc
     _rewrite_tuple_max(gm.graph)
     gm.recompile()
+    _check_in_place(gm, _display_names(gm), model)
 
     names = _display_names(gm)
     modules = dict(gm.named_modules())
@@ -832,6 +836,69 @@ def _index_split(node: fx.Node, args: tuple, kwargs: dict, pieces: Any) -> tuple
         i = us.args[1] % len(pieces)
         us.args = (node.args[0], split_index(pieces[i], starts[i], dim % u.dim(), unbind))
     return None
+
+
+def _check_values(x: torch.Tensor, name: str) -> None:
+    """Refuse complex and empty batches at the public boundary, before any torch error."""
+    if x.is_complex():
+        raise InputError(f"{name} is complex ({x.dtype}); maxaffine analyses real inputs: pass "
+                         f"x.real, or the real and imaginary parts as separate features")
+    if x.dim() >= 1 and x.shape[0] == 0:
+        raise InputError(f"{name} is an empty batch (shape {tuple(x.shape)}); pass at least "
+                         f"one sample, shape (B >= 1, *in_shape)")
+
+
+def _check_model_values(model: nn.Module) -> None:
+    """Parameters and buffers must hold real, finite values (checked before tracing, so the
+    message names them instead of a failed comparison later)."""
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    meta = [n for n, t in tensors if t.is_meta]
+    if meta:
+        raise InputError(
+            f"the model's tensors {meta[:5]} are on the meta device (shapes only, no values: "
+            f"e.g. built under torch.device('meta') or with empty weights); materialize them "
+            f"first, e.g. model.to_empty(device='cpu') and then load_state_dict(...)")
+    bad = [n for n, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InputError(f"the model's parameters/buffers {bad[:10]} contain NaN or inf values; "
+                         f"the network is not a finite piecewise-affine map: load or retrain "
+                         f"weights that are finite")
+
+
+def _check_in_place(gm: fx.GraphModule, names: dict[str, str], model: nn.Module) -> None:
+    """In-place ops whose effect the graph does not carry: the traced graph keeps the value
+    before the op wherever the op's result is not used, so it would compute another
+    function than the model."""
+    modules = dict(gm.named_modules())
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    offenders = []
+    for n in gm.graph.nodes:
+        if n.op == "call_method":
+            inplace = isinstance(n.target, str) and n.target.endswith("_") \
+                and not n.target.startswith("__")
+        elif n.op == "call_module":
+            inplace = getattr(modules.get(n.target), "inplace", False) is True
+        elif n.op == "call_function":
+            inplace = n.kwargs.get("inplace") is True or \
+                getattr(n.target, "__name__", "").endswith("_")
+        else:
+            inplace = False
+        src = n.args[0] if n.args and isinstance(n.args[0], fx.Node) else None
+        if not inplace or src is None:
+            continue
+        later = [u for u in src.users if u is not n and order[u] > order[n]]
+        if n.users and not later:
+            continue  # h = h.relu_(): the graph follows the result
+        path = names.get(n.name, n.name) if n.op == "call_module" else (
+            f"{_owner_path(n)}:{n.name}" if _owner_path(n) else n.name)
+        kind = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "?")
+        offenders.append(Offender(
+            path, str(kind), "in-place op whose result is not what the rest of forward uses "
+            "(it modifies its input, which the traced graph cannot follow)",
+            "assign the result (h = h.relu() or h = self.act(h)) or use the out-of-place "
+            "op (nn.ReLU() without inplace=True, torch.relu)"))
+    if offenders:
+        raise UnsupportedLayerError(offenders)
 
 
 def _kwarg_is_var(value: Any, var_names: set[str]) -> bool:

@@ -52,15 +52,16 @@ class GridLocator:
         if M:
             nxt[self.offsets[1:] - 1] = self.offsets[:-1]
         Q = P[nxt]
-        # each edge as a unit-normal line: a x + b y + c = signed distance (> 0 inside)
+        # each edge by its start and unit normal: a (x - px) + b (y - py) is the signed
+        # distance (> 0 inside), relative to the edge so that it keeps its digits far from
+        # the origin
         e = Q - P
         ln = np.hypot(e[:, 0], e[:, 1])
         with np.errstate(divide="ignore", invalid="ignore"):
             a, b = -e[:, 1] / ln, e[:, 0] / ln
-        c = -(a * P[:, 0] + b * P[:, 1])
         zero = ~(ln > 0)  # repeated vertices carry no constraint
-        a[zero], b[zero], c[zero] = 0.0, 0.0, np.inf
-        self.line = np.stack([a, b, c], 1)
+        a[zero], b[zero] = 0.0, 0.0
+        self.line = np.stack([a, b, P[:, 0], P[:, 1], np.where(zero, np.inf, 0.0)], 1)
         lo = vertices.min(0) if len(vertices) else np.zeros(2)
         hi = vertices.max(0) if len(vertices) else np.ones(2)
         ext = np.maximum(hi - lo, 1e-300)
@@ -181,7 +182,7 @@ class GridLocator:
         ent = _ranges(self.offsets[poly], cnt)
         pts = st[q[np.repeat(pair_q, cnt)]]
         L = self.line[ent]
-        d = L[:, 0] * pts[:, 0] + L[:, 1] * pts[:, 1] + L[:, 2]
+        d = L[:, 0] * (pts[:, 0] - L[:, 2]) + L[:, 1] * (pts[:, 1] - L[:, 3]) + L[:, 4]
         pstart = np.cumsum(cnt) - cnt
         pd = np.minimum.reduceat(d, pstart)
         qstart = np.cumsum(nc) - nc

@@ -49,10 +49,13 @@ def next_entry(offsets: np.ndarray) -> np.ndarray:
 
 
 def polygon_areas(vertices: np.ndarray, offsets: np.ndarray, pv: np.ndarray) -> np.ndarray:
-    """Signed shoelace areas of CSR polygons, shape (R,)."""
+    """Signed shoelace areas of CSR polygons, shape (R,), about each polygon's first vertex
+    (coordinates relative to the polygon keep their digits far from the origin)."""
     if len(offsets) < 2:
         return np.zeros(0)
     p = vertices[pv]
+    if len(p):
+        p -= np.repeat(p[offsets[:-1]], np.diff(offsets), axis=0)
     q = p[next_entry(offsets)]
     c = p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]
     return 0.5 * np.add.reduceat(c, offsets[:-1]) if len(c) else np.zeros(len(offsets) - 1)

@@ -135,6 +135,8 @@ def partition_path(model: Any, points: Any, closed: bool = False, *, layers: Any
 
     tol = check_tol(tol, "partition_path")
     pts = points if isinstance(points, torch.Tensor) else torch.as_tensor(np.asarray(points))
+    if pts.is_complex():
+        raise InputError("path points are complex; paths live in real input space")
     pts = pts.detach().to("cpu", torch.float64)
     if pts.dim() < 2 or len(pts) < 2:
         raise DegenerateSliceError("a path needs at least two points, shape (P >= 2, *in_shape)")

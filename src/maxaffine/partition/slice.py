@@ -15,11 +15,24 @@ from ..errors import DegenerateSliceError, InputError
 DEGENERATE_TOL = 1e-9
 
 
-def _flat(x: Any, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+def _real(x: Any, name: str) -> np.ndarray:
+    """``x`` as a float64 array; complex values are refused (a cast would drop their
+    imaginary parts silently)."""
     if isinstance(x, torch.Tensor):
-        arr = x.detach().to("cpu", torch.float64).numpy()
-    else:
-        arr = np.asarray(x, dtype=np.float64)
+        if x.is_complex():
+            raise InputError(f"{name} is complex ({x.dtype}); slices live in real input space")
+        return x.detach().to("cpu", torch.float64).numpy()
+    arr = np.asarray(x)
+    if np.iscomplexobj(arr):
+        raise InputError(f"{name} is complex; slices live in real input space")
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be numeric; got {arr.dtype} ({exc})") from None
+
+
+def _flat(x: Any, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    arr = _real(x, name)
     if arr.size == 0:
         raise InputError(f"{name} is empty; pass one input of the model's per-sample shape")
     if not np.all(np.isfinite(arr)):
@@ -27,15 +40,30 @@ def _flat(x: Any, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
     return arr.reshape(-1).copy(), tuple(arr.shape)
 
 
+def _shoelace(poly: np.ndarray) -> float:
+    """Signed area about the vertex centroid: products of coordinates relative to the
+    polygon, so a small polygon far from the origin keeps its digits."""
+    p = poly - poly.mean(0)
+    x, y = p[:, 0], p[:, 1]
+    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+
+
+def _sin_angle(u: np.ndarray, v: np.ndarray) -> float:
+    """|sin| of the angle between nonzero vectors, from a QR factorization of the normalized
+    pair (Householder: accurate down to rounding even for (nearly) parallel directions,
+    where the square root of a difference of squares loses every digit)."""
+    B = np.stack([u / np.linalg.norm(u), v / np.linalg.norm(v)], 1)
+    return float(abs(np.linalg.qr(B, mode="r")[1, 1]))
+
+
 def _convex_ccw(poly: np.ndarray) -> np.ndarray:
     """Validate a convex polygon in (s, t) and return it counter-clockwise."""
-    poly = np.asarray(poly, dtype=np.float64)
+    poly = _real(poly, "the slice domain")
     if poly.ndim != 2 or poly.shape[1] != 2 or len(poly) < 3:
         raise InputError(f"a slice domain is a polygon of shape (P >= 3, 2); got {poly.shape}")
     if not np.all(np.isfinite(poly)):
         raise DegenerateSliceError("the slice domain has NaN or inf coordinates")
-    x, y = poly[:, 0], poly[:, 1]
-    area = 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+    area = _shoelace(poly)
     scale = float(np.ptp(poly, axis=0).max()) ** 2
     if not abs(area) > DEGENERATE_TOL * max(scale, 1e-300):
         raise DegenerateSliceError(
@@ -98,8 +126,8 @@ class Slice:
             if not np.all(np.isfinite(a)):
                 raise DegenerateSliceError(f"Slice.{name} contains NaN or inf values")
         nu, nv = np.linalg.norm(self.u), np.linalg.norm(self.v)
-        cross = math.sqrt(max(float(nu * nu * nv * nv - np.dot(self.u, self.v) ** 2), 0.0))
-        if not (nu > 0 and nv > 0 and cross > DEGENERATE_TOL * nu * nv):
+        if not (nu > 0 and nv > 0 and np.isfinite(nu * nv)
+                and _sin_angle(self.u, self.v) > DEGENERATE_TOL):
             raise DegenerateSliceError(
                 "the slice directions u and v are zero or parallel, so the slice is not 2D; "
                 "choose linearly independent directions (or three non-collinear inputs)")
@@ -132,7 +160,7 @@ class Slice:
         vv, sv = _flat(v, "v")
         if not (shape == su == sv):
             raise InputError(f"origin, u and v must have one shape; got {shape}, {su}, {sv}")
-        b = np.asarray(bounds, dtype=np.float64)
+        b = _real(bounds, "bounds")
         if b.shape != (4,):
             raise InputError(f"bounds must be (s0, s1, t0, t1); got {bounds!r}")
         if not np.all(np.isfinite(b)):
@@ -149,7 +177,7 @@ class Slice:
         o, shape = _flat(origin, "origin")
         uu, _ = _flat(u, "u")
         vv, _ = _flat(v, "v")
-        return cls(o, uu, vv, shape, np.asarray(vertices, dtype=np.float64))
+        return cls(o, uu, vv, shape, _real(vertices, "vertices"))
 
     @classmethod
     def through(cls, x1: Any, x2: Any, x3: Any, *, margin: float = 0.0,
@@ -217,8 +245,7 @@ class Slice:
     @property
     def area(self) -> float:
         """Area of the domain in slice coordinates."""
-        x, y = self.domain[:, 0], self.domain[:, 1]
-        return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+        return _shoelace(self.domain)
 
     @property
     def scale(self) -> float:
