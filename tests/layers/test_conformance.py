@@ -1,4 +1,7 @@
-"""Conformance checks run automatically over every registered rule (and its examples)."""
+"""Conformance checks run automatically over every registered rule (and its examples).
+
+``maxaffine.testing.check_rule`` runs every capability against its oracle; the first test
+below keeps the original, direct assertions."""
 
 import pytest
 import torch
@@ -6,7 +9,7 @@ import torch
 import maxaffine
 from maxaffine.layers import REGISTRY, key_name
 from maxaffine.layers.refused import RefusedRule
-from maxaffine.testing import jacobian_oracle
+from maxaffine.testing import CAPABILITIES, check_rule, jacobian_oracle
 
 RULES = sorted({type(r) for r in REGISTRY.values() if not isinstance(r, RefusedRule)},
                key=lambda c: c.__name__)
@@ -48,3 +51,19 @@ def test_every_key_has_a_named_rule():
                      "nn.AdaptiveMaxPool2d", "nn.Dropout", "nn.Identity", "nn.Flatten"]:
         assert expected in supported, expected
     assert "nn.GELU" not in supported
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda c: c.__name__)
+def test_check_rule_passes_on_every_registered_rule(rule):
+    report = check_rule(rule)
+    common = {"trace", "affine_map", "transpose", "partition_path", "local_complexity",
+              "is_convex"}
+    assert common <= set(report.checked), report
+    if rule.kind == "piecewise":
+        assert {"code", "switching", "partition_slice"} <= set(report.checked), report
+    assert set(report.checked) <= set(CAPABILITIES)
+
+
+def test_every_piecewise_rule_declares_its_switching():
+    for rule in {type(r) for r in REGISTRY.values() if r.kind == "piecewise" and not r.refused}:
+        assert "switching" in check_rule(rule, partitions=False).checked, rule.__name__

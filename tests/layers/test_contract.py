@@ -32,15 +32,15 @@ def test_unregister_rule_removes_keys_and_returns_them_for_restoring():
     assert list(removed) == [Twice] and Twice not in REGISTRY
     with pytest.raises(InputError, match="no rule is registered"):
         unregister_rule(Twice)
-    registry_before = dict(REGISTRY)
-    unregister_rule(nn.ReLU)
+    before = dict(REGISTRY)
+    removed = unregister_rule(nn.ReLU)
     try:
+        assert list(removed) == [nn.ReLU]
         with pytest.raises(UnsupportedLayerError, match="no rule for this op"):
             maxaffine.trace(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), torch.randn(3, 2))
-    finally:
-        # restore the order too: tables generated from the registry list keys in that order
+    finally:  # restore the registry in its order (the layer table follows it)
         REGISTRY.clear()
-        REGISTRY.update(registry_before)
+        REGISTRY.update(before)
     assert maxaffine.unregister_rule is unregister_rule
 
 
