@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import Offender
+from ._depthwise import depthwise_conv2d, depthwise_conv2d_input, fast_depthwise
 from .base import AffineRule, NodeContext
 from .registry import register_rule
 
@@ -76,7 +77,13 @@ class ConvRule(AffineRule):
 
     def apply(self, ctx: NodeContext, code, K: int, bias: bool):
         m = ctx.module
+        if m.padding_mode == "zeros" and fast_depthwise(ctx.u, m.weight, m.groups, m.padding):
+            return depthwise_conv2d(ctx.u, m.weight, m.bias if bias else None, m.stride,
+                                    m.padding, m.dilation)
         return m._conv_forward(ctx.u, m.weight, m.bias if bias else None)
+
+    def forward(self, ctx: NodeContext):
+        return self.apply(ctx, None, 1, True)
 
     def is_monotone(self, ctx: NodeContext):
         return (bool((ctx.module.weight >= 0).all()),)
@@ -85,6 +92,9 @@ class ConvRule(AffineRule):
         m = ctx.module
         if m.padding_mode != "zeros" or isinstance(m.padding, str):
             return super().vjp(ctx, code, K, grad)
+        if fast_depthwise(ctx.u, m.weight, m.groups, m.padding):
+            return [depthwise_conv2d_input(ctx.u.shape, m.weight, grad, m.stride, m.padding,
+                                           m.dilation)]
         conv_input = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input,
                       3: torch.nn.grad.conv3d_input}[m.weight.dim() - 2]
         return [conv_input(ctx.u.shape, m.weight, grad, m.stride, m.padding, m.dilation,
