@@ -56,8 +56,10 @@ def _math(latex: str, *, block: bool) -> str:
     if _to_mathml is not None:
         try:
             out = _to_mathml(latex, display="block" if block else "inline")
-        except Exception as err:  # noqa: BLE001 - any parse failure: show it, keep the source
-            log.warning("maxaffine docs: cannot convert math %r to MathML (%s)", latex, err)
+        except Exception as err:  # noqa: BLE001 - any parse failure: keep the source
+            # not a warning: the strict build must not depend on whether the optional
+            # converter is installed
+            log.info("maxaffine docs: math %r shown as LaTeX (%s)", latex, err)
         else:
             out = _protect(out)
             # Markdown takes a line that starts with <math> for an HTML block: wrap inline math
@@ -107,6 +109,42 @@ def _convert_citations(lines: list[str]) -> list[str]:
             text.append(lines[i].strip())
             i += 1
         out.append(" " * indent + f"- [{match.group(2)}] " + " ".join(text))
+    return out
+
+
+_BORDER = re.compile(r"^(\s*)=+(?:\s+=+)+\s*$")
+
+
+def _convert_simple_tables(lines: list[str]) -> list[str]:
+    """reStructuredText simple tables (``===  ===`` borders) -> Markdown tables."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        border = _BORDER.match(lines[i])
+        if not border:
+            out.append(lines[i])
+            i += 1
+            continue
+        spans = [m.span() for m in re.finditer(r"=+", lines[i])]
+        rows: list[list[str]] = []
+        borders = 1
+        i += 1
+        while i < len(lines) and borders < 3:
+            line = lines[i]
+            i += 1
+            if _BORDER.match(line):
+                borders += 1
+                continue
+            cells = [line[a:b if k + 1 < len(spans) else None].strip()
+                     for k, (a, b) in enumerate(spans)]
+            if rows and not cells[0] and borders == 2:  # a continuation line
+                rows[-1] = [f"{old} {new}".strip() for old, new in zip(rows[-1], cells)]
+            else:
+                rows.append(cells)
+        indent = border.group(1)
+        out += ["", *(indent + "| " + " | ".join(r) + " |" for r in rows[:1]),
+                indent + "|" + "---|" * len(spans),
+                *(indent + "| " + " | ".join(r) + " |" for r in rows[1:]), ""]
     return out
 
 
@@ -220,9 +258,8 @@ class RstDocstrings(griffe.Extension):
     def resolve(self, name: str, scope) -> str | None:
         """The anchor of ``name`` as a docstring of ``scope`` means it, or None."""
         first, _, rest = name.partition(".")
-        candidates = [name, f"maxaffine.{name}"]
-        candidates = [self._canonical(c) for c in candidates]
-        holder = scope
+        candidates = []
+        holder = scope  # the innermost scope first: a method's sibling before a package name
         while holder is not None:
             candidates.append(f"{holder.path}.{name}")
             holder = holder.parent
@@ -230,6 +267,7 @@ class RstDocstrings(griffe.Extension):
             candidates.append(scope.resolve(first) + (f".{rest}" if rest else ""))
         except (griffe.NameResolutionError, AttributeError):
             pass
+        candidates += [self._canonical(c) for c in (f"maxaffine.{name}", name)]
         for candidate in candidates:
             target = self._lookup(candidate)
             if target is not None and target.path in self.documented:
@@ -241,6 +279,7 @@ class RstDocstrings(griffe.Extension):
         lines = _convert_math_blocks(text.splitlines())
         lines = _convert_citations(lines)
         lines = _fence_doctests(lines)
+        lines = _convert_simple_tables(lines)
         return _ROLE.sub(lambda m: self._role(m.group(1), m.group(2), obj), "\n".join(lines))
 
     def _role(self, kind: str, content: str, obj) -> str:
@@ -256,8 +295,11 @@ class RstDocstrings(griffe.Extension):
         target = target.removesuffix("()")
         anchor = self.resolve(target, obj)
         if anchor is None:
-            if target.startswith("maxaffine") and obj.path in self.documented:
-                log.warning("maxaffine docs: %s: the reference to %r names nothing in the API "
-                            "reference", obj.path, target)
+            # a stale reference fails the strict build; one to an object that exists but has
+            # no entry of its own (a private helper, a constant) is shown as code
+            if target.startswith("maxaffine") and obj.path in self.documented and \
+                    self._lookup(self._canonical(target)) is None:
+                log.warning("maxaffine docs: %s: the reference to %r names nothing in the "
+                            "package", obj.path, target)
             return f"`{title}`"
         return f"[`{title}`][{anchor}]"
