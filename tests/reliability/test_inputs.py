@@ -2,6 +2,7 @@
 message names the problem, or handled as documented (budgets: a flagged partial result and
 a warning). One table: case -> expected error type and a phrase of its message."""
 
+import itertools
 import warnings
 
 import numpy as np
@@ -10,14 +11,20 @@ import torch
 from torch import nn
 
 import maxaffine
-from maxaffine.errors import (BudgetWarning, DegenerateSliceError, InputError, MaxAffineError,
-                              TrainingModeError, UnsupportedLayerError)
+from maxaffine.errors import (
+    BudgetWarning,
+    DegenerateSliceError,
+    InputError,
+    MaxAffineError,
+    TrainingModeError,
+    UnsupportedLayerError,
+)
 
 
 def _mlp(widths=(2, 8, 1), seed=0):
     torch.manual_seed(seed)
     layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers[:-1]).double().eval()
 
