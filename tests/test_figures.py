@@ -8,6 +8,7 @@ of the SVG.
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 
@@ -37,7 +38,7 @@ def _close_figures():
 def _mlp(sizes, seed):
     torch.manual_seed(seed)
     layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers[:-1]).double().eval()
 

@@ -78,7 +78,7 @@ _EXPORTS: dict[str, str] = {
 _SUBMODULES = {
     "activations", "convex", "legendre", "regularizers", "experiments", "plot", "layers",
     "errors", "training", "datasets", "fit", "partition", "templates", "complexity",
-    "callbacks", "report", "demo", "testing", "power", "affine",
+    "callbacks", "report", "demo", "testing", "power", "affine", "view",
 }
 
 __all__ = sorted(set(_EXPORTS) | _SUBMODULES)

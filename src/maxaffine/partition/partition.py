@@ -371,6 +371,28 @@ class Partition:
 
         return to_svg(self, path, **kwargs)
 
+    def show(self, **kwargs: Any):
+        """The interactive view (zoom, pan, hover for each region's id, code, class and map;
+        per-layer edge and decision-boundary toggles), displayed in Jupyter; save it as a
+        standalone page with ``.save(path)``. See :func:`maxaffine.view.partition_html`."""
+        from ..view import PartitionView
+
+        view = PartitionView(self, **kwargs)
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return view
+        if get_ipython() is not None:
+            display(view)
+            return None
+        return view
+
+    def _repr_html_(self) -> str:
+        from ..view import partition_html
+
+        return partition_html(self)
+
     def to_geojson(self) -> dict:
         """The regions as a GeoJSON FeatureCollection dict, with :meth:`to_dict` properties."""
         from .export import to_geojson
