@@ -69,15 +69,27 @@ def test_site_builds_without_warnings_and_covers_the_api(tmp_path):
     site = tmp_path / "site"
     log = _build(site)
     assert "WARNING" not in log, log
-    for page in ("index.html", "getting-started.html", "gallery.html", "experiments.html",
-                 "reference/index.html", "search/search_index.js"):
+    for page in ("index.html", "getting-started.html", "gallery.html", "cli.html",
+                 "experiments.html", "reference/index.html", "search/search_index.js"):
         assert (site / page).is_file(), page
     _check_every_public_name_has_an_anchor(site)
     _check_gallery_shows_every_example(site)
     _check_docstrings_rendered(site)
+    _check_command_line_page(site)
     _check_offline(site)
     if shutil.which("chromium"):  # .ci/run installs it; without it the rest still runs
         _check_search_from_disk(site, tmp_path)
+
+
+def _check_command_line_page(site: Path) -> None:
+    """The page carries every subcommand's real help and the registry's layer table."""
+    from maxaffine import cli
+
+    page = html.unescape(re.sub(r"<[^>]+>", "", (site / "cli.html").read_text(encoding="utf-8")))
+    commands = next(a for a in cli._parser()._actions if a.dest == "command").choices
+    for name in commands:
+        assert f"usage: maxaffine {name}" in page, name
+    assert "nn.Conv2d" in page and "nn.LeakyReLU" in page
 
 
 def _check_docstrings_rendered(site: Path) -> None:
