@@ -140,8 +140,8 @@ class MaxPoolModuleRule(MaxPoolRule):
 
     def _params(self, ctx):
         m = ctx.module
-        return dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
-                    dilation=m.dilation, ceil_mode=m.ceil_mode)
+        return {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding,
+                    "dilation": m.dilation, "ceil_mode": m.ceil_mode}
 
     @classmethod
     def examples(cls):
@@ -158,7 +158,7 @@ class MaxPoolFunctionalRule(MaxPoolRule):
     _names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
 
     def _params(self, ctx):
-        p = dict(kernel_size=None, stride=None, padding=0, dilation=1, ceil_mode=False)
+        p = {"kernel_size": None, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
         p.update(zip(self._names, ctx.args[1:]))
         p.update({k: v for k, v in ctx.kwargs.items() if k in p})
         return p
