@@ -72,13 +72,15 @@ _EXPORTS: dict[str, str] = {
     "approximate": "legendre",
     "MaxAffineApproximation": "legendre",
     "InputConvexMLP": "convex",
+    # threads
+    "set_num_threads": "training",
     "is_convex": "convex",
 }
 
 _SUBMODULES = {
     "activations", "convex", "legendre", "regularizers", "experiments", "plot", "layers",
     "errors", "training", "datasets", "fit", "partition", "templates", "complexity",
-    "callbacks", "report", "demo", "testing", "power", "affine", "view",
+    "callbacks", "report", "demo", "testing", "power", "affine", "view", "transforms",
 }
 
 __all__ = sorted(set(_EXPORTS) | _SUBMODULES)

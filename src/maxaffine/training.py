@@ -71,6 +71,53 @@ class History:
         return f"History(epochs={len(self.rows)}, columns=[{shown}])"
 
 
+def set_num_threads(n: int) -> None:
+    """Use ``n`` CPU threads for torch's intra-op work (``maxaffine.set_num_threads``).
+
+    Small models (the toy nets and digits CNNs of the examples) train and analyse faster on
+    one or two threads than on every core, and several processes on one machine otherwise
+    oversubscribe the cores. Also sets torch's inter-op pool while torch still allows it
+    (before any inter-op parallel work).
+
+    Examples
+    --------
+    >>> import torch, maxaffine
+    >>> before = torch.get_num_threads()
+    >>> maxaffine.set_num_threads(1)
+    >>> torch.get_num_threads()
+    1
+    >>> maxaffine.set_num_threads(before)
+    """
+    if int(n) != n or n < 1:
+        raise InputError(f"set_num_threads needs a whole number of threads >= 1; got {n!r}")
+    torch.set_num_threads(int(n))
+    try:
+        torch.set_num_interop_threads(int(n))
+    except RuntimeError:  # settable once, before inter-op parallel work has started
+        pass
+
+
+def _resolve_penalty(penalty, weight: float, returns_outputs: bool):
+    """The penalty callable, its weight and output mode; refuses silent no-ops."""
+    from . import regularizers
+
+    if penalty is None:
+        return None, weight, returns_outputs
+    if penalty is regularizers.hessian_penalty or penalty is regularizers.orthogonality_penalty:
+        name = penalty.__name__
+        obj = "HessianPenalty(augment=..., weight=...)" if name == "hessian_penalty" \
+            else "OrthogonalityPenalty(weight=...)"
+        raise InputError(f"penalty={name} is called as (model, xb, yb), which {name} does not "
+                         f"take; pass maxaffine.regularizers.{obj} instead")
+    if isinstance(penalty, regularizers._Penalty):
+        return penalty, (penalty.weight if weight == 0.0 else weight), penalty.returns_outputs
+    if not weight:
+        raise InputError("a penalty was given with penalty_weight=0, so it would never be "
+                         "evaluated; pass penalty_weight=λ > 0 (or a penalty object such as "
+                         "maxaffine.regularizers.OrthogonalityPenalty(weight=λ))")
+    return penalty, weight, returns_outputs
+
+
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
     """Classification accuracy of ``model`` on ``(X, y)`` (model put in eval mode)."""
     was_training = model.training
@@ -117,9 +164,14 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
     X : Tensor, shape (N, *in_shape)
     y : Tensor, shape (N,) or (N, C)
     penalty : callable (model, xb, yb) -> scalar tensor, optional
-        A differentiable regularizer, e.g. ``lambda m, xb, yb: orthogonality_penalty(m, xb)``.
+        A differentiable regularizer: a :class:`~maxaffine.regularizers.HessianPenalty` or
+        :class:`~maxaffine.regularizers.OrthogonalityPenalty` (which carry their weight and
+        share the loss's forward pass), or any callable, e.g.
+        ``lambda m, xb, yb: orthogonality_penalty(m, xb)``.
     penalty_weight : float
-        ``λ``; the penalty is not evaluated at all when it is 0.
+        ``λ``. Default: the penalty object's ``weight``; a plain callable needs
+        ``penalty_weight > 0`` (a penalty with weight 0 is refused rather than silently
+        skipped).
     penalty_every : int
         ``k ≥ 1``: evaluate the penalty on steps ``0, k, 2k, …`` only, with weight ``k·λ``
         (lazy regularization). The logged loss includes the scaled penalty on those steps.
@@ -153,6 +205,8 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
     Karras, Laine, Aittala, Hellsten, Lehtinen & Aila, "Analyzing and Improving the Image
     Quality of StyleGAN", CVPR 2020 (lazy regularization).
     """
+    penalty, penalty_weight, penalty_returns_outputs = _resolve_penalty(
+        penalty, penalty_weight, penalty_returns_outputs)
     if int(penalty_every) != penalty_every or penalty_every < 1:
         raise InputError(f"penalty_every must be an integer ≥ 1 (1 = penalize every step); "
                          f"got {penalty_every!r}")
@@ -215,4 +269,4 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
     return history
 
 
-__all__ = ["Callback", "History", "accuracy", "train"]
+__all__ = ["Callback", "History", "accuracy", "set_num_threads", "train"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
+
+from ..transforms import circular_shift, shift_rotate
 
 
 def mlp(in_features: int, widths: Sequence[int], n_classes: int = 10) -> nn.Module:
@@ -42,31 +43,14 @@ def cnn_1d(channels: int = 16, length: int = 40, n_classes: int = 10) -> nn.Modu
 
 def augment_images(xb: torch.Tensor, gen: torch.Generator, *, max_shift: int = 1,
                    max_degrees: float = 10.0) -> torch.Tensor:
-    """Random ±``max_shift``-pixel shifts and rotations up to ±``max_degrees`` (bilinear).
-
-    One ``affine_grid``/``grid_sample`` call for the whole batch of (B, C, H, W) images.
-    """
-    B, _, H, W = xb.shape
-    ang = (torch.rand(B, generator=gen) * 2 - 1) * math.radians(max_degrees)
-    sh = torch.randint(-max_shift, max_shift + 1, (B, 2), generator=gen).to(xb.dtype)
-    cos, sin = torch.cos(ang).to(xb.dtype), torch.sin(ang).to(xb.dtype)
-    theta = torch.zeros(B, 2, 3, dtype=xb.dtype)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
-    # grid coordinates span [-1, 1] over W (H) pixels: one pixel = 2 / W (2 / H)
-    theta[:, 0, 2] = sh[:, 0] * 2.0 / W
-    theta[:, 1, 2] = sh[:, 1] * 2.0 / H
-    grid = nn.functional.affine_grid(theta, list(xb.shape), align_corners=False)
-    return nn.functional.grid_sample(xb, grid, align_corners=False, padding_mode="zeros")
+    """Random ±``max_shift``-pixel shifts and rotations up to ±``max_degrees`` (bilinear);
+    :func:`maxaffine.transforms.shift_rotate`."""
+    return shift_rotate(xb, gen, max_shift=max_shift, max_degrees=max_degrees)
 
 
 def augment_signals(xb: torch.Tensor, gen: torch.Generator, *, max_shift: int = 1) -> torch.Tensor:
-    """Random circular shifts of 1D signals (B, *, L) by up to ±``max_shift`` samples."""
-    B = xb.shape[0]
-    L = xb.shape[-1]
-    s = torch.randint(-max_shift, max_shift + 1, (B,), generator=gen)
-    idx = (torch.arange(L)[None] - s[:, None]) % L
-    flat = xb.reshape(B, -1, L)
-    return flat.gather(2, idx[:, None].expand_as(flat)).reshape(xb.shape)
+    """Random circular shifts of 1D signals (B, *, L); :func:`maxaffine.transforms.circular_shift`."""
+    return circular_shift(xb, gen, max_shift=max_shift)
 
 
 def write_table(rows: list[dict[str, Any]], out_dir: Path, stem: str,

@@ -77,9 +77,10 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0, progress: bool = T
                 for s in seeds:
                     torch.manual_seed(s)
                     net = make()
+                    pen = (lambda m, xb, yb: orthogonality_penalty(m, xb, estimator="exact")) \
+                        if lam else None  # λ = 0 is the unpenalized baseline
                     train(net, X, y, epochs=epochs, lr=lr, batch_size=64, seed=s,
-                          penalty=lambda m, xb, yb: orthogonality_penalty(m, xb, estimator="exact"),
-                          penalty_weight=lam, progress=False)
+                          penalty=pen, penalty_weight=lam, progress=False)
                     net.eval()
                     tr_acc, te_acc = accuracy(net, X, y), accuracy(net, Xt, ds.y_test)
                     cos = template_cosine(net, Xt[:100])
