@@ -112,3 +112,14 @@ def test_set_num_threads():
     with pytest.raises(InputError):
         maxaffine.set_num_threads(0)
     assert not math.isnan(before)
+
+
+def test_shape_errors_say_add_a_batch_dimension():
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 3))
+    with pytest.raises(InputError, match=r"add a batch dimension to a single input \(x\[None\]\)"):
+        maxaffine.affine_map(cnn, torch.randn(1, 8, 8))
+    x = torch.randn(3, 1, 1, 8, 8)  # three "anchors" sliced as batches of one
+    slc = maxaffine.Slice.through(x[0], x[1], x[2])
+    with pytest.raises(InputError, match=r"x\[0\], not x\[0:1\]"):
+        maxaffine.partition_slice(cnn, slc, progress=False)

@@ -136,3 +136,9 @@ def test_import_maxaffine_view_needs_no_matplotlib():
             "maxaffine.view.partition_html(p); print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_repr_html_falls_back_for_huge_partitions(part, monkeypatch):
+    monkeypatch.setattr(view, "partition_html",
+                        lambda p, **kw: (_ for _ in ()).throw(maxaffine.InputError("too big")))
+    assert part._repr_html_() is None

@@ -632,7 +632,9 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
         except Exception as exc:
             raise InputError(
                 f"the model failed on an example input of shape {tuple(x.shape)} at {path} "
-                f"({_op_key_name(fxn, module)}): {exc}. Check the input shape the model expects"
+                f"({_op_key_name(fxn, module)}): {exc}. Check the input shape the model expects: "
+                f"maxaffine passes batches (B, *in_shape), so add a batch dimension to a single "
+                f"input (x[None]); a Slice's anchors are single inputs (x[0], not x[0:1])"
             ) from exc
         env[fxn.name] = value
         if depends and is_split(fxn) and flags and flags[0] is True:

@@ -388,10 +388,13 @@ class Partition:
             return None
         return view
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
         from ..view import partition_html
 
-        return partition_html(self)
+        try:
+            return partition_html(self)
+        except InputError:  # too many regions for a page: Jupyter falls back to the repr
+            return None
 
     def to_geojson(self) -> dict:
         """The regions as a GeoJSON FeatureCollection dict, with :meth:`to_dict` properties."""

@@ -307,7 +307,7 @@ function maxaffineView(root) {
     lines.push("code " + hex(A.key_hi[r], 8) + hex(A.key_lo[r], 8));
     for (var l = 0; l < L; l++) {
       var m = meta.layers[l], on = A["lon_" + l];
-      lines.push("  " + m.name + ": " + (on ? on[r] + "/" + m.units + " on" : m.units + " units") +
+      lines.push("  L" + (l + 1) + " " + m.name + ": " + (on ? on[r] + "/" + m.units + " on" : m.units + " units") +
         " \u00b7 #" + hex(A["lkey_" + l][r], 8));
     }
     if (A.top) {
