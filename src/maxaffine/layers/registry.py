@@ -46,13 +46,14 @@ def register_rule(*keys: Any) -> Callable[[type[Rule]], type[Rule]]:
     Examples
     --------
     >>> import torch
-    >>> from maxaffine.layers import register_rule, PiecewiseRule
+    >>> from maxaffine.layers import register_rule, unregister_rule, PiecewiseRule
     >>> class Square2(torch.nn.Module):
     ...     def forward(self, x):
     ...         return x
     >>> @register_rule(Square2)
     ... class Square2Rule(PiecewiseRule):
     ...     pass
+    >>> _ = unregister_rule(Square2Rule)  # undo it (this one has no switching, no examples)
     """
 
     def decorate(cls: type[Rule]) -> type[Rule]:
