@@ -87,6 +87,7 @@ def test_memory_error_half_way_returns_the_last_finished_layer(monkeypatch):
 
 def test_max_regions_in_a_blocked_layer(monkeypatch):
     monkeypatch.setattr(_engine, "_BLOCK_COLS", 16)
+    monkeypatch.setattr(_engine, "_ALWAYS_BLOCK", True)
     net = _wide_next_layer(width=200)
     with pytest.warns(BudgetWarning, match="max_regions=500"):
         part = maxaffine.partition_slice(net, BOX, max_regions=500, progress=False)
@@ -103,15 +104,18 @@ def test_default_budget_is_a_fraction_of_available_ram():
     assert _budget.MemoryBudget(10_000).regions(1e9) == 0
 
 
-@pytest.mark.parametrize("family,seed,shrink", [
-    ("mlp", 1, 1.0), ("mlp", 4, 1.0), ("maxout", 0, 1.0), ("residual", 2, 1.0),
-    ("cnn", 1, 0.35), ("cnn", 3, 0.3), ("resnet", 1, 0.3)])
-def test_column_blocks_give_the_same_partition(family, seed, shrink, monkeypatch):
+@pytest.mark.parametrize("family,seed,shrink,reuse", [
+    ("mlp", 1, 1.0, True), ("mlp", 4, 1.0, False), ("maxout", 0, 1.0, True),
+    ("residual", 2, 1.0, False), ("cnn", 1, 0.35, True), ("cnn", 3, 0.3, False),
+    ("cnn", 3, 0.3, True), ("resnet", 1, 0.3, True), ("resnet", 1, 0.3, False)])
+def test_column_blocks_give_the_same_partition(family, seed, shrink, reuse, monkeypatch):
     net, x = random_network(family, seed)
     slc = maxaffine.Slice.through(x[0], x[0] + shrink * (x[1] - x[0]),
                                   x[0] + shrink * (x[2] - x[0]), margin=0.2)
     whole = maxaffine.partition_slice(net, slc, progress=False)
     monkeypatch.setattr(_engine, "_BLOCK_COLS", 3)
+    monkeypatch.setattr(_engine, "_ALWAYS_BLOCK", True)
+    monkeypatch.setattr(_engine, "_REUSE_START", reuse)
     blocked = maxaffine.partition_slice(net, slc, progress=False)
     assert blocked.n_regions == whole.n_regions
     _check_cells(blocked)
@@ -126,6 +130,7 @@ def test_column_blocks_give_the_same_partition(family, seed, shrink, monkeypatch
 
 def test_progress_reports_regions_within_a_layer(monkeypatch, capsys):
     monkeypatch.setattr(_engine, "_BLOCK_COLS", 8)
+    monkeypatch.setattr(_engine, "_ALWAYS_BLOCK", True)
     seen = []
     real = _engine._ticker
 
@@ -153,3 +158,24 @@ def test_stats_report_memory_per_region():
     floor = codes + part.G.nbytes + part.h.nbytes + 8 * len(part.polygon_vertices)
     assert floor <= part.nbytes
     assert st.bytes_per_region == pytest.approx(part.nbytes / part.n_regions)
+
+
+def test_a_layer_whose_values_fit_is_cut_whole(monkeypatch):
+    monkeypatch.setattr(_engine, "_BLOCK_COLS", 16)
+    seen = []
+    real = _mesh.Mesh.set_values
+
+    def set_values(self, Z):
+        seen.append(Z.shape[1])
+        return real(self, Z)
+
+    monkeypatch.setattr(_mesh.Mesh, "set_values", set_values)
+    net = _wide_next_layer(width=400)
+    maxaffine.partition_slice(net, BOX, progress=False)
+    assert seen == [6, 400]  # plenty of memory: no blocks
+    seen.clear()
+    # a budget too small for the second layer's predicted regions times 400 values: blocks
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        maxaffine.partition_slice(net, BOX, progress=False, memory_budget=12 << 20)
+    assert seen[0] == 6 and len(seen) > 2 and max(seen[1:]) <= 16

@@ -511,6 +511,13 @@ def _restore(slc: Slice, tol: float, mesh: Mesh, history: list) -> Mesh:
 _BLOCK_COLS = 1024
 
 
+#: Tests switch these to compare the blocked cut with the whole one: cut every wide layer
+#: in blocks even when its values would fit, and keep (or not) the values at the layer's
+#: first vertices for all its blocks.
+_ALWAYS_BLOCK = False
+_REUSE_START = True
+
+
 def _value_blocks(sw) -> list | None:
     """Blocks of a wide layer, as (value columns, None) for sign switches and (value
     columns, (unit ids, window table remapped to the columns)) for argmax switches; None
@@ -536,6 +543,24 @@ def _value_blocks(sw) -> list | None:
     return out
 
 
+def _predicted_regions(sw, Z: np.ndarray, mesh: Mesh, S: _Summing) -> int:
+    """An upper bound on the regions a layer cuts the mesh into, from its values ``Z`` at the
+    current vertices: a region crossed by ``k`` lines becomes at most ``1 + k + k(k-1)/2``
+    pieces; one whose argmax changes in ``e`` units at most ``(1 + w(w-1)/2)^e`` (counted
+    as ``w^2`` per unit: it only decides whether the layer is cut whole)."""
+    R = mesh.polys.n
+    if sw.kind == "sign":
+        if Z.shape[1] == 0:
+            return R
+        k = _crossing_sums(S, Z, np.zeros(Z.shape[1])).sum(1)
+        return int(R + k.sum() + (k * (k - 1) // 2).sum())
+    table = sw.table
+    valid = table >= 0
+    W = np.where(valid[None], Z[:, np.maximum(table, 0)], -np.inf)
+    mx, mn = _row_extremes(W.argmax(2), Rows(mesh.polys), R)
+    return int(R + (mx != mn).sum() * table.shape[1] ** 2)
+
+
 def _layer(mesh: Mesh, ev: Evaluator, sw, name: str, li: int, prev, max_regions, mem,
            keep_bytes: int, S: _Summing, tick):
     """Cut the mesh by one layer; returns (polys, values or None, codes or None, why it
@@ -543,8 +568,15 @@ def _layer(mesh: Mesh, ev: Evaluator, sw, name: str, li: int, prev, max_regions,
     budget."""
     R0, n0 = mesh.polys.n, mesh.n
     blocks = _value_blocks(sw)
-    width = (sw.n_functions if sw.kind == "sign" else int(sw.table.max(initial=-1)) + 1) \
-        if blocks is None else max(len(c) for c, _ in blocks)
+    full = sw.n_functions if sw.kind == "sign" else int(sw.table.max(initial=-1)) + 1
+    Z0 = None  # the whole layer's values at the vertices it starts from, when they fit
+    if blocks is not None and _REUSE_START and n0 * (full + 2) * 24 <= mem.free() / 4:
+        Z0 = np.asarray(sw.fn(_unit_inputs(ev, mesh, prev, name)), np.float64)
+        # blocks only when the layer's predicted regions could not hold all its values
+        whole = keep_bytes + 40 * (full + 2) + full + 800
+        if not _ALWAYS_BLOCK and 1.2 * _predicted_regions(sw, Z0, mesh, S) * whole <= mem.free():
+            blocks = None
+    width = full if blocks is None else max(len(c) for c, _ in blocks)
     # per region while cutting: the block's values at ~1.2 vertices per region (twice, for
     # the doubling table, and once more while evaluating), the crossing table, padded rows
     per_region = keep_bytes + 40 * (width + 2) + width + 800
@@ -554,7 +586,8 @@ def _layer(mesh: Mesh, ev: Evaluator, sw, name: str, li: int, prev, max_regions,
     limit = cap if max_regions is None else max_regions if cap is None else min(cap, max_regions)
     why = None
     if blocks is None:
-        mesh.set_values(sw.fn(_unit_inputs(ev, mesh, prev, name)))
+        mesh.set_values(Z0 if Z0 is not None else sw.fn(_unit_inputs(ev, mesh, prev, name)))
+        del Z0
         polys = mesh.polys
         polys.origin = np.arange(polys.n, dtype=np.int64)
         if sw.kind == "sign":
@@ -578,7 +611,16 @@ def _layer(mesh: Mesh, ev: Evaluator, sw, name: str, li: int, prev, max_regions,
             if cap < mesh.polys.n:
                 why = "memory"
                 break
-        mesh.set_values(ev.values(mesh.vertices, name, sw.fn, cols, basis))
+        if Z0 is not None and basis is None:
+            # the layer's first vertices keep their ids (cuts only add vertices), so only
+            # the vertices earlier blocks created need a forward pass
+            vals = np.empty((mesh.n, len(cols)))
+            vals[:n0] = Z0[:, cols]
+            vals[n0:] = ev.values(mesh.vertices[n0:], name, sw.fn, cols)
+        else:
+            vals = ev.values(mesh.vertices, name, sw.fn, cols, basis)
+        mesh.set_values(vals)
+        del vals
         polys = mesh.polys
         polys.origin = np.arange(polys.n, dtype=np.int64)
         if sw.kind == "sign":
