@@ -400,7 +400,6 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
     history: list[Level] = []
     parents: list[np.ndarray] = []
     level_codes: list[torch.Tensor | None] = []
-    level_tied: list[np.ndarray] = []  # regions whose code is a tie of the vertex values
     stopped = during = None  # why and in which layer the refinement stopped early
     prev: tuple | None = None  # (layer name, Switch, function values at the vertices)
     S = _summing(mesh.polys, mesh.n)  # sums vertex rows over the current polygons
@@ -427,11 +426,9 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
                 break
             polys, Z, codes, stop = step
             S = _summing(polys, mesh.n)
-            tied = np.zeros(polys.n, bool)
             if codes is None and Z is not None:
-                codes, tied = _region_codes(sw, Z, polys, S, mesh.tol)
+                codes = _region_codes(sw, Z, polys, S, mesh.tol)
             level_codes.append(codes)
-            level_tied.append(tied)
             prev = (name, sw, Z) if Z is not None else None
             history.append(Level(mesh.vertices.copy(), polys.offsets, polys.pv.copy(),
                                  polys.el.copy(), polys.eu.copy()))
@@ -453,8 +450,8 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
                       f"{during!r}; the result is partial (complete=False)", BudgetWarning,
                       stacklevel=2)
     try:
-        return _finish(tr, ev, slice, mesh, names, history, parents, level_codes,
-                       level_tied, prev, S, stopped is None)
+        return _finish(tr, ev, slice, mesh, names, history, parents, level_codes, prev, S,
+                       stopped is None)
     except MemoryError as e:
         raise BudgetExceededError(
             f"partition_slice could not assemble the result of {mesh.polys.n} regions in "
@@ -705,22 +702,22 @@ def _summing(p: Polys, n: int) -> _Summing:
     return _Summing(p.offsets, p.pv, n)
 
 
-def _region_codes(sw, Z: np.ndarray, p: Polys, S: _Summing,
-                  tol: float) -> tuple[torch.Tensor | None, np.ndarray]:
+def _region_codes(sw, Z: np.ndarray, p: Polys, S: _Summing, tol: float) -> torch.Tensor | None:
     """Codes of the layer on each polygon, from the mean of its vertex values (the values
     are affine on the polygon, so this is their value at the vertex centroid; ``S`` sums
-    vertex rows over polygons), and which polygons have a function within its snapping
-    tolerance of zero there (``tol`` times its largest value).
+    vertex rows over polygons). Chunked over polygons; None when the switch cannot map
+    values to codes.
 
-    On those polygons the function is zero up to rounding (a unit that is identically zero
-    on the region: zero biases behind dead units, duplicated or integer weights), the sign
-    of the interpolated mean is noise, and the code follows the model's own forward pass at
-    the region's interior point instead (:func:`_finish`), so that it obeys the library's
-    tie convention exactly as :func:`maxaffine.codes` does. Chunked over polygons; the code
-    is None when the switch cannot map values to codes."""
-    tied = np.zeros(p.n, bool)
+    A function within its snapping tolerance of zero at the centroid (``tol`` times its
+    largest value; the region was not cut by it, so it is that close to zero on the whole
+    region) is zero there: a unit identically zero on the region (zero biases behind dead
+    units, duplicated or integer weights) whose interpolated mean is rounding noise. It
+    gets the code of an exact zero under the library's tie convention (``1[u > 0]``: off),
+    as :func:`maxaffine.codes` gives wherever the forward pass computes the zero exactly
+    (where the forward pass itself rounds to either sign, its code is noise that depends
+    even on the batch)."""
     if sw.kind != "sign":
-        return None, tied
+        return None
     F = Z.shape[1]
     eps = tol * np.maximum(Z.max(0), -Z.min(0)) if len(Z) and F else np.zeros(F)
     step = max(1, _BLOCK // max(1, F))
@@ -730,13 +727,12 @@ def _region_codes(sw, Z: np.ndarray, p: Polys, S: _Summing,
         Si = S if i == 0 and j == p.n else S.rows(i, j)
         mean = Si @ Z
         mean /= p.counts[i:j, None]  # in place: no second (R, F) temporary
-        if F:
-            tied[i:j] = (np.abs(mean) <= eps).any(1)
+        mean[np.abs(mean) <= eps] = 0.0
         code = sw.code_of(mean)
         if code is None:
-            return None, tied
+            return None
         out.append(code)
-    return (torch.cat(out) if len(out) > 1 else out[0]), tied
+    return torch.cat(out) if len(out) > 1 else out[0]
 
 
 #: Regions whose vertex spread (square root of the smaller eigenvalue of the vertex
@@ -800,7 +796,7 @@ def _output_maps(slc, ev, p, V, interior, y0, yv, codes) -> tuple[np.ndarray, np
     return G, h
 
 
-def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, level_tied, prev, S,
+def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, prev, S,
             complete) -> Partition:
     p = mesh.polys
     V = mesh.vertices.copy()
@@ -824,16 +820,6 @@ def _finish(tr, ev, slc, mesh, names, history, parents, level_codes, level_tied,
     codes = Codes({k: fwd[k] if level_codes[l] is None
                    else level_codes[l][torch.from_numpy(anc[:, l])]
                    for l, k in enumerate(done)})
-    # regions where a unit is zero up to rounding: the model's own codes at the interior
-    tied = np.zeros(R, bool)
-    for l in range(L):
-        tied |= level_tied[l][anc[:, l]]
-    if tied.any():
-        sel = np.flatnonzero(tied)
-        at = ev.codes(interior[sel], done[L - 1])
-        idx = torch.from_numpy(sel)
-        for k in done:
-            codes[k][idx] = at[k].to(codes[k].dtype)
     G = h = None
     if want_map:
         # outputs at the vertices (continuous: one value per vertex); continued from the last

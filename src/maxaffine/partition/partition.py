@@ -703,7 +703,10 @@ class Partition:
         forward pass (:func:`maxaffine.codes`) must equal the code stored for that region,
         and (if available) the region's map must give the model's output. Samples within
         ``1e-9`` (relative to the slice scale) of a region boundary are skipped since their
-        code is a tie. Cost: one forward pass over the samples plus point location, about
+        code is a tie, as are samples whose code differs from the region's only where a
+        switching function of that layer is zero up to ``1e-9`` of its largest value over
+        the samples (a unit identically zero on its region, whose forward-pass sign is
+        rounding noise). Cost: one forward pass over the samples plus point location, about
         ``O(n_samples)`` after the location index is built once (``O(M)`` for ``M``
         polygon entries), with memory ``O(n_samples × units + M)``.
 
@@ -747,6 +750,10 @@ class Partition:
             mine = self.codes[k][ok_reg].reshape(len(st), -1)
             got = rec.codes[k].reshape(len(st), -1).to(mine.dtype)
             d = (mine != got).any(1).numpy()
+            if d.any():
+                # a unit zero up to rounding at the sample (e.g. identically zero on its
+                # region) has a noise code there: a tie, like a sample on a boundary
+                near |= d & _value_ties(self.trace, rec, k)
             if k == self.layers[-1]:
                 last = d
             else:
@@ -789,6 +796,36 @@ class Partition:
             raise MaxAffineError("partition verification failed: " + "; ".join(problems))
         return dict(n_checked=int(checked.sum()), n_skipped=int((~checked).sum()),
                     max_output_error=err)
+
+
+#: A switching function counts as zero at a sample (a tie) within this fraction of its
+#: largest magnitude over the samples.
+VALUE_TIE_RTOL = 1e-9
+
+
+def _value_ties(tr, rec, name: str) -> np.ndarray:
+    """(N,) bool: samples of the forward record ``rec`` at which some switching function of
+    layer ``name`` is within :data:`VALUE_TIE_RTOL` of zero (relative to its largest value
+    over the samples), or the top two entries of a max window are that close."""
+    from ._network import switch_of
+
+    with torch.no_grad():
+        sw = switch_of(tr, name, tr.context(rec, name))
+        Z = np.asarray(sw.fn(tr.unit_inputs(rec, name)), dtype=np.float64)
+    N = len(Z)
+    Z = Z.reshape(N, -1)
+    if Z.shape[1] == 0:
+        return np.zeros(N, bool)
+    if sw.kind == "argmax":
+        t = np.asarray(sw.table)
+        if t.shape[1] < 2:
+            return np.zeros(N, bool)
+        W = np.where(t[None] >= 0, Z[:, np.maximum(t, 0)], -np.inf)  # (N, K, w)
+        top = np.sort(W, axis=2)[..., -2:]
+        scale = np.where(np.isfinite(W), np.abs(W), 0.0).max(axis=(0, 2))
+        return (top[..., 1] - top[..., 0] <= VALUE_TIE_RTOL * scale[None]).any(1)
+    scale = np.abs(Z).max(0)
+    return (np.abs(Z) <= VALUE_TIE_RTOL * scale[None]).any(1)
 
 
 def _points2(st: Any, where: str) -> np.ndarray:
