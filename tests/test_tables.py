@@ -96,3 +96,24 @@ def test_to_frame_without_pandas_names_the_install(monkeypatch):
         History([{"epoch": 0}]).to_frame()
     # to_dict needs nothing extra
     assert History([{"epoch": 0}]).to_dict()["epoch"].tolist() == [0.0]
+
+
+def test_local_complexity_defaults_and_relative_radius():
+    from maxaffine.callbacks import LocalComplexityCallback
+    from maxaffine.complexity import relative_radius
+
+    net = _net(3, d=4)
+    x = torch.randn(9, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    med = float(np.median(x.norm(dim=1).numpy()))
+    assert relative_radius(x, 0.05) == pytest.approx(0.05 * med, rel=1e-15)
+    a = maxaffine.local_complexity(net, x, radius="0.05*median_norm", seed=1)
+    b = maxaffine.local_complexity(net, x, radius=0.05 * med, n_vertices=8, seed=1)
+    assert a.n_vertices == 8 == min(50, 2 * 4)  # default min(50, 2D)
+    assert a.radius == pytest.approx(b.radius, rel=1e-15)
+    assert torch.equal(a.total, b.total)
+    with pytest.raises(maxaffine.InputError, match="median_norm"):
+        maxaffine.local_complexity(net, x, radius="5%")
+    cb = LocalComplexityCallback(x, radius="0.05*median_norm")
+    row = cb(net, 0)
+    assert row["lc"] == maxaffine.local_complexity(
+        net, x, radius=0.05 * med, n_vertices=8, seed=0, directions="input").mean()

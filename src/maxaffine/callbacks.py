@@ -70,8 +70,11 @@ class LocalComplexityCallback(MeasureCallback):
     Parameters
     ----------
     X : Tensor, shape (N, *in_shape)
-    radius : float
-    n_vertices : int
+    radius : float or str
+        As in :func:`~maxaffine.local_complexity`, e.g. ``"0.05*median_norm"`` (relative
+        to the norms of ``X``, so the same radius at every epoch).
+    n_vertices : int, optional
+        Default ``min(50, 2D)``.
     name : str
         Log key; with ``per_layer`` also ``f"{name}/{layer}"``.
     per_layer : bool
@@ -82,7 +85,8 @@ class LocalComplexityCallback(MeasureCallback):
     every : int or iterable of int, optional
     """
 
-    def __init__(self, X: torch.Tensor, *, radius: float, n_vertices: int, name: str = "lc",
+    def __init__(self, X: torch.Tensor, *, radius: float | str, n_vertices: int | None = None,
+                 name: str = "lc",
                  per_layer: bool = False, seed: int = 0,
                  every: int | Iterable[int] | None = None):
         def fn(model: nn.Module) -> dict[str, float]:

@@ -354,9 +354,53 @@ def cross_polytope_directions(model: nn.Module | Trace, x: torch.Tensor, *, radi
     return out.reshape(x.shape[0], P, *tr.in_shape)
 
 
-def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float,
-                     n_vertices: int, per_layer: bool = False, seed: int | None = None,
-                     chunk_size: int | None = None, directions: str = "auto") -> LocalComplexity:
+#: Default number of cross-polytope vertices (Humayun et al. use 50 on MNIST), at most 2D.
+DEFAULT_N_VERTICES = 50
+
+
+def relative_radius(x: torch.Tensor, fraction: float) -> float:
+    """``fraction`` times the median Euclidean norm of the samples of ``x`` (B, *in_shape).
+
+    A radius on the scale of the data, for :func:`local_complexity` (which also accepts it
+    as the string ``"0.05*median_norm"``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> relative_radius(torch.tensor([[3.0, 4.0], [6.0, 8.0], [0.0, 1.0]]), 0.1)
+    0.5
+    """
+    if not (isinstance(fraction, (int, float)) and fraction > 0):
+        raise InputError(f"fraction must be a positive number; got {fraction!r}")
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] == 0:
+        raise InputError("relative_radius needs a non-empty batch x of shape (B, *in_shape)")
+    norms = x.detach().reshape(x.shape[0], -1).double().norm(dim=1)
+    med = float(np.median(norms.cpu().numpy()))
+    if not med > 0:
+        raise InputError("the samples of x have median norm 0; give radius as a number")
+    return fraction * med
+
+
+def _lc_scale(x: torch.Tensor, radius: float | str, n_vertices: int | None) -> tuple[float, int]:
+    """Resolve a relative radius (``"0.05*median_norm"``) and the default vertex count."""
+    if isinstance(radius, str):
+        import re
+
+        m = re.fullmatch(r"\s*([0-9.]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*median_norm\s*", radius)
+        if m is None:
+            raise InputError(f"radius must be a number or '<fraction>*median_norm' (e.g. "
+                             f"'0.05*median_norm'); got {radius!r}")
+        radius = relative_radius(x, float(m.group(1)))
+    if n_vertices is None:
+        D = int(math.prod(x.shape[1:])) if isinstance(x, torch.Tensor) and x.dim() > 1 else 1
+        n_vertices = min(DEFAULT_N_VERTICES, 2 * D)
+    return radius, n_vertices
+
+
+def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float | str,
+                     n_vertices: int | None = None, per_layer: bool = False,
+                     seed: int | None = None, chunk_size: int | None = None,
+                     directions: str = "auto") -> LocalComplexity:
     """Local complexity: neurons whose pre-activation sign is not constant on a cross-polytope.
 
     .. math::
@@ -384,10 +428,13 @@ def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float
     ----------
     model : nn.Module or Trace
     x : Tensor, shape (B, *in_shape)
-    radius : float
-        ``r > 0``, the distance of every vertex from ``x``.
-    n_vertices : int
-        Number of vertices ``2P`` (even, ``P ≤ D``); Humayun et al. use 50 on MNIST.
+    radius : float or str
+        ``r > 0``, the distance of every vertex from ``x``; or relative to the data,
+        ``"0.05*median_norm"`` = 0.05 × the median of ``‖x_n‖₂`` over the batch (see
+        :func:`relative_radius`).
+    n_vertices : int, optional
+        Number of vertices ``2P`` (even, ``P ≤ D``); default ``min(50, 2D)`` (Humayun et
+        al. use 50 on MNIST).
     per_layer : bool
         Also return the count of every layer.
     seed : int, optional
@@ -428,6 +475,7 @@ def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float
     Bartlett, "On the theory of statistical regression", Proc. R. Soc. Edinburgh 53, 1933
     (the triangular factor of a Wishart matrix).
     """
+    radius, n_vertices = _lc_scale(x, radius, n_vertices)
     tr, x, sampler = _setup(model, x, radius, n_vertices, directions)
     rngs = _rng_streams(seed)
     B = x.shape[0]
@@ -555,5 +603,5 @@ def hessian_complexity(model: nn.Module | Trace, x: torch.Tensor, *,
     return HessianComplexity(float(per.mean()) if B else 0.0, per, estimator)
 
 
-__all__ = ["HessianComplexity", "LocalComplexity", "cross_polytope_directions", "hessian_complexity",
+__all__ = ["DEFAULT_N_VERTICES", "HessianComplexity", "LocalComplexity", "relative_radius", "cross_polytope_directions", "hessian_complexity",
            "local_complexity"]
