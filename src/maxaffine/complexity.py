@@ -603,5 +603,12 @@ def hessian_complexity(model: nn.Module | Trace, x: torch.Tensor, *,
     return HessianComplexity(float(per.mean()) if B else 0.0, per, estimator)
 
 
-__all__ = ["DEFAULT_N_VERTICES", "HessianComplexity", "LocalComplexity", "relative_radius", "cross_polytope_directions", "hessian_complexity",
-           "local_complexity"]
+__all__ = [
+    "DEFAULT_N_VERTICES",
+    "HessianComplexity",
+    "LocalComplexity",
+    "cross_polytope_directions",
+    "hessian_complexity",
+    "local_complexity",
+    "relative_radius",
+]
