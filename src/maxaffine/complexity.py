@@ -354,8 +354,9 @@ def cross_polytope_directions(model: nn.Module | Trace, x: torch.Tensor, *, radi
     return out.reshape(x.shape[0], P, *tr.in_shape)
 
 
-#: Default number of cross-polytope vertices (Humayun et al. use 50 on MNIST), at most 2D.
 DEFAULT_N_VERTICES = 50
+"""Default number of cross-polytope vertices of :func:`local_complexity` (Humayun et al.
+use 50 on MNIST); at most ``2D`` are used."""
 
 
 def relative_radius(x: torch.Tensor, fraction: float) -> float:

@@ -155,6 +155,11 @@ class Report:
             self._blocks.append(("table", table))
         return table
 
+    def component(self, markup: str, title: str, caption: str) -> None:
+        """Add a self-contained interactive component (trusted HTML written by maxaffine, such
+        as :func:`maxaffine.view.partition_html`), captioned like a figure."""
+        self._blocks.append(("component", (markup, title, caption)))
+
     def record(self, key: str, value: Any) -> None:
         """Store a number (or nested dict/list of numbers) for ``numbers.json``."""
         self.numbers[key] = _jsonable(value)
@@ -189,6 +194,10 @@ class Report:
                 out.append(f'<figure id="{esc(f.name)}"><img src="{uri}" alt="{esc(f.title)}">'
                            f"<figcaption><b>{esc(f.title)}.</b> {esc(f.caption)}</figcaption>"
                            "</figure>")
+            elif kind == "component":
+                markup, title, caption = payload
+                out.append(f'<figure class="component">{markup}<figcaption><b>{esc(title)}.'
+                           f"</b> {esc(caption)}</figcaption></figure>")
             elif kind == "table":
                 t: Table = payload
                 head = "".join(f"<th>{esc(c)}</th>" for c in t.columns)
