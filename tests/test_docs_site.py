@@ -185,12 +185,22 @@ def _python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
-def test_getting_started_runs(tmp_path, monkeypatch):
-    """The getting-started page is one program: its blocks run in order in a fresh directory."""
+def _pages_with_code() -> list[str]:
+    return sorted(str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")
+                  if _python_blocks(p.read_text(encoding="utf-8")))
+
+
+def test_getting_started_is_among_the_pages_with_code():
+    assert "getting-started.md" in _pages_with_code()
+
+
+@pytest.mark.parametrize("page", _pages_with_code())
+def test_page_code_runs(page, tmp_path, monkeypatch):
+    """Each page's Python blocks are one program: they run in order in a fresh directory."""
     pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)
-    code = "\n".join(_python_blocks((ROOT / "docs" / "getting-started.md").read_text()))
-    exec(compile(code, "docs/getting-started.md", "exec"), {"__name__": "__docs__"})  # noqa: S102
-    # the files the page says it writes
-    for name in ("partition.png", "my_model.py", "my_model.pt", "my-report/index.html"):
-        assert (tmp_path / name).is_file(), name
+    code = "\n".join(_python_blocks((ROOT / "docs" / page).read_text(encoding="utf-8")))
+    exec(compile(code, f"docs/{page}", "exec"), {"__name__": "__docs__"})  # noqa: S102
+    if page == "getting-started.md":  # the files the page says it writes
+        for name in ("partition.png", "my_model.py", "my_model.pt", "my-report/index.html"):
+            assert (tmp_path / name).is_file(), name
