@@ -196,7 +196,8 @@ def test_getting_started_is_among_the_pages_with_code():
 
 @pytest.mark.parametrize("page", _pages_with_code())
 def test_page_code_runs(page, tmp_path, monkeypatch):
-    """Each page's Python blocks are one program: they run in order in a fresh directory."""
+    """Each page's ```python blocks are one program: they run in order in a fresh directory
+    (as the README's do). A sketch that is not meant to run is fenced ```py instead."""
     pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)
     code = "\n".join(_python_blocks((ROOT / "docs" / page).read_text(encoding="utf-8")))
