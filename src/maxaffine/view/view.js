@@ -172,7 +172,7 @@ function maxaffineView(root) {
   }
 
   // ---- view state and drawing ------------------------------------------------------------
-  var W = 0, H = 0, dpr = 1, k = 1, ox = 0, oy = 0, k0 = 1, hover = -1, pin = -1;
+  var W = 0, H = 0, dpr = 1, k = 1, ox = 0, oy = 0, k0 = 1, hover = -1, pin = -1, moved = false;
   var show = {layers: [], boundary: true, anchors: true}, mode = "code", pending = false;
   function fit() {
     k = 0.96 * Math.min(W / meta.span[0], H / meta.span[1]);
@@ -192,7 +192,8 @@ function maxaffineView(root) {
       cv.width = Math.round(W * dpr); cv.height = Math.round(H * dpr);
       cv.style.width = W + "px"; cv.style.height = H + "px";
     });
-    if (first) fit(); else { ox = W / 2 - c[0] * k; oy = H / 2 + c[1] * k; }
+    // until the user zooms or pans, follow the container (a notebook may lay it out late)
+    if (first || !moved) fit(); else { ox = W / 2 - c[0] * k; oy = H / 2 + c[1] * k; }
     redraw();
   }
   var snap = document.createElement("canvas"), snapView = null, settle = null;
@@ -337,6 +338,7 @@ function maxaffineView(root) {
   function local(ev) { var b = over.getBoundingClientRect(); return [ev.clientX - b.left, ev.clientY - b.top]; }
   var drag = null;
   function zoomAt(f, sx, sy) {
+    moved = true;
     k *= f; ox = sx - (sx - ox) * f; oy = sy - (sy - oy) * f; redraw(true);
   }
   over.addEventListener("wheel", function (ev) {
@@ -352,7 +354,7 @@ function maxaffineView(root) {
     var p = local(ev);
     if (drag && (ev.buttons & 1)) {
       if (Math.abs(p[0] - drag.x) + Math.abs(p[1] - drag.y) > 3) drag.moved = true;
-      ox = drag.ox + p[0] - drag.x; oy = drag.oy + p[1] - drag.y;
+      ox = drag.ox + p[0] - drag.x; oy = drag.oy + p[1] - drag.y; moved = true;
       tip.style.display = "none"; redraw(true); return;
     }
     var d = toData(p[0], p[1]), r = pick(d[0], d[1]);
@@ -373,10 +375,10 @@ function maxaffineView(root) {
     drawOverlay();
   }
   over.addEventListener("pointerleave", function () { hover = -1; showTip(-1); drawOverlay(); });
-  over.addEventListener("dblclick", function () { fit(); redraw(); });
+  over.addEventListener("dblclick", function () { moved = false; fit(); redraw(); });
   zoomIn.addEventListener("click", function () { zoomAt(1.5, W / 2, H / 2); });
   zoomOut.addEventListener("click", function () { zoomAt(1 / 1.5, W / 2, H / 2); });
-  reset.addEventListener("click", function () { fit(); redraw(); });
+  reset.addEventListener("click", function () { moved = false; fit(); redraw(); });
 
   function checkbox(parent, label, color, on, fn) {
     var lab = el("label", "mv-check", parent);
