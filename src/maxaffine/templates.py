@@ -45,7 +45,7 @@ def templates(model: nn.Module | Trace, x: torch.Tensor, *,
     ------
     InputError
         If ``x`` does not match the model's input shape or is not finite.
-    UnsupportedLayerError, NotPiecewiseLinearError, TrainingModeError
+    UnsupportedLayerError, NotConvexError, TrainingModeError
         From tracing the model.
 
     Examples

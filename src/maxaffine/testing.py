@@ -307,7 +307,7 @@ def check_rule(rule_or_module: Any, x: torch.Tensor | None = None, *,
         examples: Iterable = [(rule_or_module, x)]
     else:
         target = rule_or_module() if isinstance(rule_or_module, type) else rule_or_module
-        if not isinstance(target, Rule):
+        if not issubclass(type(target), Rule):
             raise InputError(f"check_rule takes a Rule or an nn.Module, got "
                              f"{type(rule_or_module).__name__}")
         name = type(target).__name__
