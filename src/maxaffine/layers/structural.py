@@ -30,7 +30,8 @@ class IdentityRule(ShapeRule):
         return False
 
     def apply(self, ctx, code, K, bias):
-        return ctx.u
+        # a later .view() may rely on the layout .contiguous() promised
+        return ctx.u.contiguous() if ctx.node.target == "contiguous" else ctx.u
 
     def vjp(self, ctx, code, K, grad):
         return [grad]
