@@ -29,7 +29,7 @@ import torch
 sys.modules.setdefault("torchvision._meta_registrations",
                        types.ModuleType("torchvision._meta_registrations"))
 
-import maxaffine  # noqa: E402
+import maxaffine
 
 DEFAULT = ("tv:resnet18", "tv:vgg11_bn", "tv:mobilenet_v2", "tv:squeezenet1_0",
            "tv:regnet_x_400mf", "tv:shufflenet_v2_x0_5", "tv:mnasnet0_5", "tv:densenet121",

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["MAXAFFINE_ZOO"] = "full"
 
-import tests.zoo.conftest  # noqa: E402,F401  (stubs torchvision's compiled-op registrations)
-from tests.zoo.models import check_model, names  # noqa: E402
+import tests.zoo.conftest  # noqa: F401  (stubs torchvision's compiled-op registrations)
+from tests.zoo.models import check_model, names
 
 HEADER = """# Model zoo
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -309,3 +311,50 @@ def test_cache_is_bounded():
     for net in nets[1:]:
         as_trace(net, x)
     assert as_trace(nets[0], x) is not first  # evicted, least recently used
+
+
+def test_hardswish_is_refused_as_piecewise_quadratic():
+    net = nn.Sequential(nn.Linear(3, 4), nn.Hardswish(), nn.Linear(4, 2))
+    with pytest.raises(UnsupportedLayerError, match="piecewise-quadratic"):
+        trace(net, torch.randn(2, 3))
+
+
+def test_rrelu_in_training_mode_is_refused():
+    net = nn.Sequential(nn.Linear(3, 4), nn.RReLU(), nn.Linear(4, 2)).train()
+    with pytest.raises(maxaffine.TrainingModeError):
+        trace(net, torch.randn(2, 3))
+    # oracle: the same weights with the eval-mode slope as a LeakyReLU (vmap cannot run RReLU)
+    twin = copy.deepcopy(nn.Sequential(net[0], nn.LeakyReLU((net[1].lower + net[1].upper) / 2),
+                                       net[2])).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    m = affine_map(net.eval(), x)
+    J = vmap(jacrev(lambda v: twin(v.unsqueeze(0))[0]))(x)
+    assert torch.allclose(m.A, J, atol=1e-12, rtol=0)
+
+
+def test_timm_style_batchnorm_act_and_functional_convs_are_exact():
+    class BNAct(nn.BatchNorm2d):
+        def forward(self, x):
+            x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                             self.training, 0.1, self.eps)
+            return torch.relu(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 2, 3, 3))
+            self.bn = BNAct(4)
+            self.pad = nn.ReflectionPad2d(1)
+            self.head = nn.Linear(4 * 6 * 6, 3)
+
+        def forward(self, x):
+            return self.head(self.pad(self.bn(F.conv2d(x, self.w, padding=1))).flatten(1))
+
+    torch.manual_seed(8)
+    net = Net()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-1, 1)
+        net.bn.running_var.uniform_(0.5, 2)
+    with pytest.raises(maxaffine.TrainingModeError):
+        trace(net, torch.randn(2, 2, 4, 4))
+    _exact(net.eval(), torch.randn(3, 2, 4, 4))

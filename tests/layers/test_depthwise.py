@@ -12,7 +12,7 @@ from maxaffine.layers._depthwise import depthwise_conv2d, depthwise_conv2d_input
 @pytest.mark.parametrize("seed", range(12))
 def test_depthwise_matches_conv2d_and_its_transpose(seed):
     g = torch.Generator().manual_seed(seed)
-    pick = lambda *xs: xs[int(torch.randint(len(xs), (1,), generator=g))]  # noqa: E731
+    pick = lambda *xs: xs[int(torch.randint(len(xs), (1,), generator=g))]
     C, mult, k = pick(2, 3, 8), pick(1, 2), pick(1, 2, 3, 5)
     stride, dil, pad = (pick(1, 2, 3), pick(1, 2)), (pick(1, 2), pick(1, 3)), (pick(0, 1, 2), pick(0, 2))
     H, W = pick(5, 8, 9), pick(6, 7)

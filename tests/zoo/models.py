@@ -175,7 +175,7 @@ def check_model(name: str) -> dict:
                                  f"{message}") from exc
         if missing:
             raise AssertionError(f"{name}: refusal does not name {missing}:\n{message}") from exc
-        ops = sorted(set(re.findall(r"^\s+- \S+ \(([^)]*)\):", message, flags=re.M)))
+        ops = sorted(set(re.findall(r"^\s+- \S+ \(([^)]*)\):", message, flags=re.MULTILINE)))
         row.update(status="refused", detail=", ".join(ops))
         return row
     if bad:

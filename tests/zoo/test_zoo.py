@@ -16,7 +16,7 @@ from .models import FULL, build, check_model, names
 pytest.importorskip("torchvision")
 pytest.importorskip("timm")
 
-import maxaffine  # noqa: E402
+import maxaffine
 
 
 @pytest.mark.parametrize("name", names())

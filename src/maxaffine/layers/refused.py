@@ -41,7 +41,7 @@ class RefusedRule(Rule):
         return Offender(path, kind, self.reason, self.description)
 
 
-@register_rule(nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.GLU, nn.RReLU,
+@register_rule(nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.GLU,
                F.softmax, F.log_softmax, F.glu, torch.softmax, torch.log_softmax,
                torch.sin, torch.cos, torch.pow, operator.pow,
                "Tensor.softmax", "Tensor.log_softmax", "Tensor.pow", "Tensor.norm",
@@ -87,7 +87,7 @@ class SmoothMonotoneRule(SmoothRule):
     monotone = True
 
 
-@register_rule(nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, F.gelu, F.silu, F.mish, F.hardswish)
+@register_rule(nn.GELU, nn.SiLU, nn.Mish, F.gelu, F.silu, F.mish)
 class SmoothNeitherRule(SmoothRule):
     """Neither convex nor monotone (a dip below zero for negative inputs)."""
 
