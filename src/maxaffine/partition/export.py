@@ -41,8 +41,7 @@ def code_keys(part: Partition) -> np.ndarray:
     from ..plot import _codes_hash  # the hash that also picks region colours; no matplotlib
 
     h = _codes_hash({k: part.codes[k] for k in part.layers})
-    return np.char.zfill(np.char.mod("%x", h.astype(np.uint64)), 16) if len(h) else \
-        np.zeros(0, "<U16")
+    return np.array([f"{v:016x}" for v in h.tolist()], dtype="<U16")
 
 
 def region_classes(part: Partition) -> np.ndarray | None:
@@ -109,8 +108,12 @@ def save(part: Partition, path: Any, *, overwrite: bool = False) -> Path:
     keys = list(part.codes)
     arrays["code_names"] = np.array(keys, dtype=str).reshape(len(keys))
     for i, k in enumerate(keys):
-        c = part.codes[k].detach().cpu()
-        arrays[f"code_{i}"] = c.numpy()
+        c = part.codes[k].detach().cpu().numpy()
+        if c.dtype == np.bool_:  # eight units per byte; shape kept alongside
+            arrays[f"code_{i}_bits"] = np.packbits(c.reshape(-1))
+            arrays[f"code_{i}_shape"] = np.array(c.shape, np.int64)
+        else:
+            arrays[f"code_{i}"] = c
     for name in ("G", "h", "ancestors"):
         if getattr(part, name) is not None:
             arrays[name] = getattr(part, name)
@@ -151,8 +154,15 @@ def load(path: Any) -> Partition:
     anchors = d.get("slice_anchors")
     slc = Slice(d["slice_origin"], d["slice_u"], d["slice_v"],
                 tuple(int(n) for n in d["slice_in_shape"]), d["slice_domain"], anchors)
-    codes = Codes({str(k): torch.from_numpy(d[f"code_{i}"])
-                   for i, k in enumerate(d["code_names"])})
+    def code(i: int) -> torch.Tensor:
+        if f"code_{i}_bits" in d:
+            shape = tuple(int(n) for n in d[f"code_{i}_shape"])
+            n = int(np.prod(shape, dtype=np.int64))
+            return torch.from_numpy(np.unpackbits(d[f"code_{i}_bits"], count=n)
+                                    .astype(bool).reshape(shape))
+        return torch.from_numpy(d[f"code_{i}"])
+
+    codes = Codes({str(k): code(i) for i, k in enumerate(d["code_names"])})
     history = tuple(Level(*(d[f"history_{i}_{f}"] for f in _LEVEL_FIELDS))
                     for i in range(int(d["n_history"])))
     return Partition(
