@@ -126,9 +126,9 @@ BREAKS = {nn.ReLU: (0.0,), nn.LeakyReLU: (0.0,), Abs: (0.0,), nn.Hardtanh: (-0.5
 
 def _ties(net, x, layers) -> dict:
     """{layer name: (N, units) bool} for the partition's ``layers`` (one per activation
-    module, in order): units whose input is at a breakpoint up to rounding
-    (1e-9 of the unit's largest distance from it over the batch), found with forward hooks
-    on the model itself. There the model's own code is the sign of rounding noise, which
+    module, in order): units whose input is at a breakpoint up to rounding but not exactly
+    (within 1e-9 of the unit's largest distance from it over the batch), found with forward
+    hooks on the model itself. There the model's own code is the sign of rounding noise, which
     even depends on the batch (a unit identically zero on a region of an integer-weight
     net evaluates to +4e-16 in one batch and -2e-15 alone), so any code is right."""
     seen, hooks = {}, []
@@ -143,7 +143,8 @@ def _ties(net, x, layers) -> dict:
     out = []
     for name, u in seen.items():
         d = torch.stack([(u - p).abs() for p in BREAKS[type(net.get_submodule(name))]]).amin(0)
-        out.append(d <= 1e-9 * d.amax(0, keepdim=True))
+        # an exact zero is no tie: its code is the convention's (off), and must match
+        out.append((d > 0) & (d <= 1e-9 * d.amax(0, keepdim=True)))
     assert len(out) == len(layers)
     return dict(zip(layers, out))
 

@@ -427,7 +427,7 @@ def partition_slice(model: Any, slice: Slice, *, layers: Any = None, max_regions
             polys, Z, codes, stop = step
             S = _summing(polys, mesh.n)
             if codes is None and Z is not None:
-                codes = _region_codes(sw, Z, polys, S, mesh.tol)
+                codes = _region_codes(sw, Z, polys, S)
             level_codes.append(codes)
             prev = (name, sw, Z) if Z is not None else None
             history.append(Level(mesh.vertices.copy(), polys.offsets, polys.pv.copy(),
@@ -702,24 +702,30 @@ def _summing(p: Polys, n: int) -> _Summing:
     return _Summing(p.offsets, p.pv, n)
 
 
-def _region_codes(sw, Z: np.ndarray, p: Polys, S: _Summing, tol: float) -> torch.Tensor | None:
+#: A function whose mean over a region's vertices is within this fraction of its largest
+#: value is zero there up to rounding (a few hundred ulps: far below any real distance from a
+#: line, far above the noise of interpolated vertex values).
+_ZERO_RTOL = 1e-13
+
+
+def _region_codes(sw, Z: np.ndarray, p: Polys, S: _Summing) -> torch.Tensor | None:
     """Codes of the layer on each polygon, from the mean of its vertex values (the values
     are affine on the polygon, so this is their value at the vertex centroid; ``S`` sums
     vertex rows over polygons). Chunked over polygons; None when the switch cannot map
     values to codes.
 
-    A function within its snapping tolerance of zero at the centroid (``tol`` times its
-    largest value; the region was not cut by it, so it is that close to zero on the whole
-    region) is zero there: a unit identically zero on the region (zero biases behind dead
-    units, duplicated or integer weights) whose interpolated mean is rounding noise. It
-    gets the code of an exact zero under the library's tie convention (``1[u > 0]``: off),
+    A function within :data:`_ZERO_RTOL` of zero at the centroid (relative to its largest
+    value; it does not cut the region, so it keeps one sign there and is about that small
+    on the whole region) is zero there: a unit identically zero on the region (zero biases behind dead units,
+    duplicated or integer weights) whose interpolated mean is rounding noise. It gets the
+    code of an exact zero under the library's tie convention (``1[u > 0]``: off),
     as :func:`maxaffine.codes` gives wherever the forward pass computes the zero exactly
     (where the forward pass itself rounds to either sign, its code is noise that depends
     even on the batch)."""
     if sw.kind != "sign":
         return None
     F = Z.shape[1]
-    eps = tol * np.maximum(Z.max(0), -Z.min(0)) if len(Z) and F else np.zeros(F)
+    eps = _ZERO_RTOL * np.maximum(Z.max(0), -Z.min(0)) if len(Z) and F else np.zeros(F)
     step = max(1, _BLOCK // max(1, F))
     out = []
     for i in range(0, max(p.n, 1), step):
