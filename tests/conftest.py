@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
@@ -16,3 +17,13 @@ settings.register_profile(
     derandomize=True,
 )
 settings.load_profile("maxaffine")
+
+
+#: the devices of the device-parametrized tests: CPU always, CUDA when present
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each available torch device in turn (the same tests prove CPU and GPU)."""
+    return torch.device(request.param)

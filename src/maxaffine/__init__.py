@@ -81,6 +81,7 @@ _SUBMODULES = {
     "activations", "convex", "legendre", "regularizers", "experiments", "plot", "layers",
     "errors", "training", "datasets", "fit", "partition", "templates", "complexity",
     "callbacks", "report", "demo", "testing", "power", "affine", "view", "transforms",
+    "distributed",
 }
 
 __all__ = sorted(set(_EXPORTS) | _SUBMODULES)

@@ -453,7 +453,8 @@ class BetaVQ(nn.Module):
         """Current inverse temperature ``beta / (1 - beta)``, shape () or (C,)."""
         if self.learn_beta:
             return torch.exp(self.beta_logit)
-        return beta_to_eta(self.fixed_beta)
+        # validated once in __init__; re-checking here would sync a GPU on every forward
+        return self.fixed_beta / (1 - self.fixed_beta)
 
     def _eta_for(self, u: torch.Tensor) -> torch.Tensor:
         """eta in ``u``'s dtype, shaped to broadcast along ``channel_dim``."""

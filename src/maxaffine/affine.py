@@ -56,7 +56,7 @@ class Codes(dict):
         """Integer region label per input, shape (B,): equal labels ⇔ same region."""
         flat = self.flat()
         if flat.numel() == 0:
-            return torch.zeros(flat.shape[0], dtype=torch.long)
+            return torch.zeros(flat.shape[0], dtype=torch.long, device=flat.device)
         return torch.unique(flat, dim=0, return_inverse=True)[1]
 
     @property
@@ -152,7 +152,7 @@ class AffineMap:
         return self.A.reshape(self.batch_size, self.n_outputs, *self.in_shape)
 
     def _check(self, t: torch.Tensor, shape: tuple[int, ...], name: str) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=self.b.dtype)
+        t = torch.as_tensor(t, dtype=self.b.dtype, device=self.b.device)
         if t.shape[0] != self.batch_size or tuple(t.shape[1:]) not in (shape, (math.prod(shape),)):
             raise InputError(f"{name} must have shape ({self.batch_size}, {', '.join(map(str, shape))}); "
                              f"got {tuple(t.shape)}")

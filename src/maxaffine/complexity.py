@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from .affine import _chunks, affine_map
+from ._stream import batches, is_stream
+from .affine import _chunks, _default_chunk, affine_map
 from .errors import InputError
 from .trace import Trace, as_trace
 
@@ -97,7 +99,7 @@ def _inverse_r(S: torch.Tensor) -> torch.Tensor:
     here (``κ ≲ 6``), a second round (CholeskyQR2) is made for ``M < 2P``. Falls back to
     Householder QR when a Cholesky factorisation fails.
     """
-    eye = torch.eye(S.shape[-1], dtype=S.dtype)
+    eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
     rounds = 1 if S.shape[-2] >= 2 * S.shape[-1] else 2
     q, rinv = S, eye
     for round_ in range(rounds):
@@ -181,7 +183,7 @@ class _CrossPolytopeSampler:
         self.reduced = mode == "auto" and F < D and D * (D + F) <= self.MATRIX_BUDGET
         self.k = D
         if self.reduced:
-            eye = torch.eye(D, dtype=tr.dtype).reshape(D, *tr.in_shape)
+            eye = torch.eye(D, dtype=tr.dtype, device=tr.device).reshape(D, *tr.in_shape)
             with torch.no_grad():
                 MT = self._flat(self.run(eye, linear=True), D)  # (D, F): row i is M e_i
             Q, R = torch.linalg.qr(MT)
@@ -212,14 +214,19 @@ class _CrossPolytopeSampler:
     def draw(self, nb: int, rngs: list[np.random.Generator]) -> _Draws:
         """The random numbers of ``nb`` samples (one direction set per sample)."""
         P, k, m = self.P, self.k, self.D - self.k
-        A = torch.from_numpy(rngs[0].standard_normal((nb, k, P)))
+
+        def dev(a: np.ndarray) -> torch.Tensor:
+            # drawn on the host so that every device sees the same numbers for one seed
+            return torch.from_numpy(a).to(device=self.tr.device, dtype=self.tr.dtype)
+
+        A = dev(rngs[0].standard_normal((nb, k, P)))
         C = None
         if m >= P:  # Bartlett factor of Wishart_P(m, I)
-            Z = torch.from_numpy(rngs[1].standard_normal((nb, P, P)))
-            chi2 = torch.from_numpy(rngs[2].chisquare(m - np.arange(P), size=(nb, P)))
+            Z = dev(rngs[1].standard_normal((nb, P, P)))
+            chi2 = dev(rngs[2].chisquare(m - np.arange(P), size=(nb, P)))
             C = torch.triu(Z, 1) + torch.diag_embed(chi2.sqrt())
         elif m > 0:
-            C = torch.from_numpy(rngs[1].standard_normal((nb, m, P)))
+            C = dev(rngs[1].standard_normal((nb, m, P)))
         S = A if C is None else torch.cat([A, C], 1)
         return _Draws(A, C, _inverse_r(S))
 
@@ -254,7 +261,7 @@ class _CrossPolytopeSampler:
         for f in self.frontier:
             c = centre[f].unsqueeze(1)  # (nb, 1, *shape)
             s = step[f].reshape(nb, P, *self.shapes[f])
-            v = torch.empty((nb, 2, P) + self.shapes[f], dtype=s.dtype)
+            v = torch.empty((nb, 2, P) + self.shapes[f], dtype=s.dtype, device=s.device)
             torch.add(c, s, out=v[:, 0])
             torch.sub(c, s, out=v[:, 1])
             out[f] = v.reshape(nb * 2 * P, *self.shapes[f])
@@ -308,8 +315,19 @@ def _setup(model: nn.Module | Trace, x: torch.Tensor, radius: float, n_vertices:
     return tr, x, _CrossPolytopeSampler(tr, P, directions)
 
 
-def _default_lc_chunk(n_vertices: int) -> int:
-    return max(1, 2**11 // n_vertices)  # ~2k rows per pass: fits in cache, measured best
+#: numbers held at once by one pass of local complexity (2^25 float64 = 256 MiB)
+_LC_BUDGET = 2**25
+
+
+def _default_lc_chunk(n_vertices: int, tr: Trace | None = None) -> int:
+    """Samples per pass: ~2k rows (fits in cache, measured best on small networks), fewer
+    when the pass's values (every node's output at the 2P vertices of each sample) would
+    exceed :data:`_LC_BUDGET` numbers (wide convolutional networks)."""
+    size = max(1, 2**11 // n_vertices)
+    if tr is not None:
+        per_row = sum(math.prod(n.shape or (1,)) for n in tr.nodes if n.kind == "var")
+        size = min(size, max(1, _LC_BUDGET // max(1, n_vertices * per_row)))
+    return size
 
 
 def cross_polytope_directions(model: nn.Module | Trace, x: torch.Tensor, *, radius: float,
@@ -350,7 +368,8 @@ def cross_polytope_directions(model: nn.Module | Trace, x: torch.Tensor, *, radi
         parts = [radius * sampler.directions(sampler.draw(x[sl].shape[0], rngs))
                  for sl in _chunks(x.shape[0], size)]
     P = n_vertices // 2
-    out = torch.cat(parts) if parts else torch.zeros((0, P, tr.in_features), dtype=tr.dtype)
+    out = torch.cat(parts) if parts else torch.zeros((0, P, tr.in_features), dtype=tr.dtype,
+                                                    device=tr.device)
     return out.reshape(x.shape[0], P, *tr.in_shape)
 
 
@@ -398,10 +417,10 @@ def _lc_scale(x: torch.Tensor, radius: float | str, n_vertices: int | None) -> t
     return radius, n_vertices
 
 
-def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float | str,
+def local_complexity(model: nn.Module | Trace, x: Any, *, radius: float | str,
                      n_vertices: int | None = None, per_layer: bool = False,
                      seed: int | None = None, chunk_size: int | None = None,
-                     directions: str = "auto") -> LocalComplexity:
+                     directions: str = "auto", progress: bool = False) -> LocalComplexity:
     """Local complexity: neurons whose pre-activation sign is not constant on a cross-polytope.
 
     .. math::
@@ -428,11 +447,16 @@ def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float
     Parameters
     ----------
     model : nn.Module or Trace
-    x : Tensor, shape (B, *in_shape)
+    x : Tensor, shape (B, *in_shape), or an iterable of batches
+        The inputs: one tensor, or a stream of batches (a ``DataLoader``, a generator, a
+        list; each batch a tensor or an ``(x, y, ...)`` tuple whose first entry is used).
+        A stream is processed batch after batch, ``chunk_size`` samples per pass, so the
+        memory held does not grow with the dataset (only the ``B`` counts are kept); its
+        result equals that of the concatenated tensor with the same seed.
     radius : float or str
         ``r > 0``, the distance of every vertex from ``x``; or relative to the data,
         ``"0.05*median_norm"`` = 0.05 × the median of ``‖x_n‖₂`` over the batch (see
-        :func:`relative_radius`).
+        :func:`relative_radius`; with a stream, over its first batch).
     n_vertices : int, optional
         Number of vertices ``2P`` (even, ``P ≤ D``); default ``min(50, 2D)`` (Humayun et
         al. use 50 on MNIST).
@@ -444,12 +468,16 @@ def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float
         the random numbers are coordinates in the prefix's row-space basis, so the same seed
         on a different network gives different (equally distributed) directions.
     chunk_size : int, optional
-        Samples per forward pass (each pass evaluates ``chunk_size * n_vertices`` points).
+        Samples per forward pass (each pass evaluates ``chunk_size * n_vertices`` points;
+        default: about 2k points, fewer for wide networks so that a pass holds at most
+        ``2^25`` numbers).
     directions : {"auto", "input"}
         ``"auto"``: draw in the prefix's row space when that is cheaper (above).
         ``"input"``: always draw the full (D, P) Gaussian matrix in input space, so one
         seed gives the same directions for every network with this input shape (common
         random numbers across training epochs). Both give the same law of the counts.
+    progress : bool
+        Show a progress bar over the samples.
 
     Returns
     -------
@@ -476,21 +504,32 @@ def local_complexity(model: nn.Module | Trace, x: torch.Tensor, *, radius: float
     Bartlett, "On the theory of statistical regression", Proc. R. Soc. Edinburgh 53, 1933
     (the triangular factor of a Wishart matrix).
     """
-    radius, n_vertices = _lc_scale(x, radius, n_vertices)
-    tr, x, sampler = _setup(model, x, radius, n_vertices, directions)
+    stream = is_stream(x)
+    parts = batches(x) if stream else iter([(x, None)])
+    first = next(parts, None)
+    if first is None:
+        raise InputError("local_complexity got an empty stream of batches")
+    radius, n_vertices = _lc_scale(first[0], radius, n_vertices)
+    tr, xb, sampler = _setup(model, first[0], radius, n_vertices, directions)
     rngs = _rng_streams(seed)
-    B = x.shape[0]
-    size = chunk_size or _default_lc_chunk(n_vertices)
+    size = chunk_size or _default_lc_chunk(n_vertices, tr)
     names = list(tr.piecewise) + ["output"]
     counts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    with torch.no_grad():
-        for sl in _chunks(B, size):
-            xb = x[sl]
-            nb = xb.shape[0]
-            values = sampler.vertex_values(xb, sampler.draw(nb, rngs), float(radius))
-            for name, c in sampler.count(values, nb, n_vertices).items():
-                counts[name].append(c)
-    layers = {n: torch.cat(c) if c else torch.zeros(0, dtype=torch.long) for n, c in counts.items()}
+    total_rows = None if stream else xb.shape[0]
+    with torch.no_grad(), tqdm(total=total_rows, desc="local complexity", unit="sample",
+                               disable=not progress, leave=False) as bar:
+        while xb is not None:
+            for sl in _chunks(xb.shape[0], size):
+                xc = xb[sl]
+                nb = xc.shape[0]
+                values = sampler.vertex_values(xc, sampler.draw(nb, rngs), float(radius))
+                for name, c in sampler.count(values, nb, n_vertices).items():
+                    counts[name].append(c)
+                bar.update(nb)
+            nxt = next(parts, None)
+            xb = None if nxt is None else tr.prepare(nxt[0])
+    layers = {n: torch.cat(c) if c else torch.zeros(0, dtype=torch.long, device=tr.device)
+              for n, c in counts.items()}
     total = torch.stack(list(layers.values())).sum(0)
     return LocalComplexity(total, layers if per_layer else None, float(radius), int(n_vertices))
 
@@ -529,10 +568,10 @@ class HessianComplexity:
                 f"batch={len(self.per_sample)})")
 
 
-def hessian_complexity(model: nn.Module | Trace, x: torch.Tensor, *,
+def hessian_complexity(model: nn.Module | Trace, x: Any, *,
                        x_aug: torch.Tensor | None = None, sigma: float = 1e-4,
                        eps: float = 1e-4, seed: int | None = None,
-                       chunk_size: int | None = None) -> HessianComplexity:
+                       chunk_size: int | None = None, progress: bool = False) -> HessianComplexity:
     """Hessian (rugosity) complexity: how much the affine map changes around the data.
 
     Two estimators, as used by LeJeune et al.:
@@ -554,16 +593,24 @@ def hessian_complexity(model: nn.Module | Trace, x: torch.Tensor, *,
     Parameters
     ----------
     model : nn.Module or Trace
-    x : Tensor, shape (B, *in_shape)
+    x : Tensor, shape (B, *in_shape), or an iterable of batches
+        The inputs, or a stream of batches (a ``DataLoader``, a generator; each batch a
+        tensor, or an ``(x, x_aug)`` pair for the augmentation estimator). A stream is
+        processed batch after batch with bounded memory; the perturbations of its batches
+        are drawn in turn from one generator.
     x_aug : Tensor, shape (B, *in_shape), optional
-        Augmented copies ``T(x_n)``, paired row by row with ``x``.
+        Augmented copies ``T(x_n)``, paired row by row with ``x`` (with a stream: inside
+        the batches).
     sigma : float
         Standard deviation of the perturbation (perturbation estimator).
     eps : float
         The ``ε`` under the square root (augmentation estimator).
     seed : int, optional
-        Seed of the perturbation.
+        Seed of the perturbation (drawn on the host, so every device sees the same numbers).
     chunk_size : int, optional
+        Samples per batched pass (each pass forms ``A`` of ``2 chunk_size`` inputs).
+    progress : bool
+        Show a progress bar over the samples.
 
     Returns
     -------
@@ -581,26 +628,50 @@ def hessian_complexity(model: nn.Module | Trace, x: torch.Tensor, *,
     LeJeune, Balestriero, Javadi & Baraniuk, "Implicit Rugosity Regularization via Data
     Augmentation", arXiv:1905.11639, 2019.
     """
-    tr = as_trace(model, x)
-    x = tr.prepare(x)
-    if x_aug is None:
-        if not sigma > 0:
-            raise InputError(f"sigma must be positive; got {sigma}")
-        gen = _generator(seed)
-        x2 = x + sigma * torch.randn(x.shape, generator=gen, dtype=x.dtype)
-        estimator = "perturbation"
-    else:
-        x2 = tr.prepare(x_aug)
-        if x2.shape != x.shape:
-            raise InputError(f"x_aug must have the shape of x {tuple(x.shape)}; got {tuple(x2.shape)}")
-        estimator = "augmentation"
-    B = x.shape[0]
-    A = affine_map(tr, torch.cat([x, x2]), chunk_size=chunk_size).A
-    dA = A[:B] - A[B:]  # (B, C, D)
-    if estimator == "perturbation":
-        per = dA.norm(dim=2).sum(1)
-    else:
-        per = torch.sqrt(dA.pow(2).sum((1, 2)) + eps)
+    if x_aug is None and not sigma > 0:
+        raise InputError(f"sigma must be positive; got {sigma}")
+    stream = is_stream(x)
+    if stream and x_aug is not None:
+        raise InputError("with a stream of batches pass (x, x_aug) pairs as the batches, "
+                         "not x_aug separately")
+    parts = batches(x) if stream else iter([(x, x_aug)])
+    first = next(parts, None)
+    if first is None:
+        raise InputError("hessian_complexity got an empty stream of batches")
+    tr = as_trace(model, first[0])
+    estimator = "perturbation" if first[1] is None else "augmentation"
+    gen = _generator(seed) if estimator == "perturbation" else None
+    size = chunk_size or max(1, _default_chunk(tr, tr.in_features, tr.n_outputs) // 2)
+    per_parts: list[torch.Tensor] = []
+    item: tuple[Any, Any] | None = first
+    with tqdm(total=None if stream else len(tr.prepare(first[0])), desc="hessian complexity",
+              unit="sample", disable=not progress, leave=False) as bar:
+        while item is not None:
+            xb = tr.prepare(item[0])
+            if (item[1] is None) != (estimator == "perturbation"):
+                raise InputError("every batch of the stream must be an (x, x_aug) pair, or "
+                                 "none of them")
+            if gen is not None:
+                # drawn on the host: one seed gives the same perturbation on every device
+                noise = torch.randn(xb.shape, generator=gen, dtype=xb.dtype).to(xb.device)
+                x2 = xb + sigma * noise
+            else:
+                x2 = tr.prepare(item[1])
+                if x2.shape != xb.shape:
+                    raise InputError(f"x_aug must have the shape of x {tuple(xb.shape)}; "
+                                     f"got {tuple(x2.shape)}")
+            for sl in _chunks(len(xb), size):
+                n = sl.stop - sl.start
+                A = affine_map(tr, torch.cat([xb[sl], x2[sl]]), chunk_size=2 * n).A
+                dA = A[:n] - A[n:]  # (n, C, D)
+                if estimator == "perturbation":
+                    per_parts.append(dA.norm(dim=2).sum(1))
+                else:
+                    per_parts.append(torch.sqrt(dA.pow(2).sum((1, 2)) + eps))
+                bar.update(n)
+            item = next(parts, None)
+    per = torch.cat(per_parts) if per_parts else torch.zeros(0, dtype=tr.dtype, device=tr.device)
+    B = len(per)
     return HessianComplexity(float(per.mean()) if B else 0.0, per, estimator)
 
 

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._device import to_model_device
 from .errors import InputError
 from .power import MASO
 
@@ -174,7 +175,8 @@ def _lanczos_extremes(hvp, x: torch.Tensor, eye: torch.Tensor, k: int,
     O = eye.shape[0]
     Q = x.new_zeros(n, O, k, D)
     HQ = x.new_zeros(n, O, k, D)
-    q = torch.randn(n, O, D, generator=gen, dtype=x.dtype)
+    # drawn on the host: one seed gives the same starting vectors on every device
+    q = torch.randn(n, O, D, generator=gen, dtype=x.dtype).to(x.device)
     q = q / q.norm(dim=-1, keepdim=True)
     for j in range(k):
         Q[:, :, j] = q
@@ -190,7 +192,7 @@ def _lanczos_extremes(hvp, x: torch.Tensor, eye: torch.Tensor, k: int,
         scale = w.norm(dim=-1, keepdim=True).clamp_min(1e-300)
         dead = (norm <= 1e-10 * scale) | (norm == 0)
         if dead.any():
-            fresh = torch.randn(n, O, D, generator=gen, dtype=x.dtype)
+            fresh = torch.randn(n, O, D, generator=gen, dtype=x.dtype).to(x.device)
             for _ in range(2):
                 coef = torch.einsum("nojd,nod->noj", Q[:, :, :j + 1], fresh)
                 fresh = fresh - torch.einsum("noj,nojd->nod", coef, Q[:, :, :j + 1])
@@ -252,8 +254,8 @@ def estimate_curvature(model: nn.Module, X, *, iters: int = 20, n_samples: int |
     """
     if int(iters) < 1:
         raise InputError(f"iters must be >= 1, got {iters}")
-    X = _as_inputs(X, dtype)
     net = _as_model(model, dtype)
+    X = to_model_device(net, _as_inputs(X, dtype))
     in_shape = tuple(X.shape[1:])
     Xf = X.reshape(len(X), -1)
     gen = torch.Generator().manual_seed(int(seed))
@@ -265,7 +267,7 @@ def estimate_curvature(model: nn.Module, X, *, iters: int = 20, n_samples: int |
     if batch_size is None:
         batch_size = max(1, _CHUNK_FLOATS // (2 * n_out * k * D))
     hvp = _hvp_operator(net, in_shape, n_out)
-    eye = torch.eye(n_out, dtype=dtype)
+    eye = torch.eye(n_out, dtype=dtype, device=Xf.device)
     lo, hi = [], []
     for i in tqdm(range(0, n, batch_size), desc="curvature", disable=not progress, leave=False):
         a, b = _lanczos_extremes(hvp, Xf[i:i + batch_size], eye, k, gen)
@@ -362,12 +364,13 @@ def _greedy(Xf, fX, cand_idx, f_cand, J_cand, c, n_planes, progress):
     Z = Xf[cand_idx]
     zz = (Z * Z).sum(1)
     base = f_cand - torch.einsum("mod,md->mo", J_cand, Z)  # f(z) - <∇f(z), z>
-    gmax = torch.full((N, O), -math.inf, dtype=Xf.dtype)
-    hmin = torch.full((N, O), math.inf, dtype=Xf.dtype)
-    chosen = torch.zeros(len(cand_idx), dtype=torch.bool)
-    order: list[int] = []
+    gmax = torch.full((N, O), -math.inf, dtype=Xf.dtype, device=Xf.device)
+    hmin = torch.full((N, O), math.inf, dtype=Xf.dtype, device=Xf.device)
+    chosen = torch.zeros(len(cand_idx), dtype=torch.bool, device=Xf.device)
+    # the chosen index stays a device scalar: no host round trip per plane
+    order: list[torch.Tensor] = []
     centre = Xf.mean(0)
-    m = int(((Z - centre) ** 2).sum(1).argmin())
+    m = ((Z - centre) ** 2).sum(1).argmin()
     for _ in tqdm(range(n_planes), desc="greedy planes", disable=not progress, leave=False):
         order.append(m)
         chosen[m] = True
@@ -379,8 +382,8 @@ def _greedy(Xf, fX, cand_idx, f_cand, J_cand, c, n_planes, progress):
             break
         err = (fX - 0.5 * (gmax + hmin)).abs().sum(1)[cand_idx]
         err[chosen] = -math.inf
-        m = int(err.argmax())
-    return cand_idx[torch.tensor(order, dtype=torch.long)]
+        m = err.argmax()
+    return cand_idx[torch.stack(order).to(cand_idx.device)]
 
 
 # ----------------------------------------------------------------------------- result
@@ -453,7 +456,7 @@ class MaxAffineApproximation:
                 f"x has shape {tuple(x.shape)} but the approximation expects inputs of shape "
                 f"(N, {', '.join(map(str, self.in_shape))}) or (N, {D})"
             )
-        return x.reshape(len(x), D)
+        return x.reshape(len(x), D).to(self.slopes_g.device)
 
     def _reduce(self, x: torch.Tensor, slopes, intercepts, mode: str):
         O, P, D = slopes.shape
@@ -610,8 +613,8 @@ def approximate(model: nn.Module, X, n_planes: int | None = 256, *, select: str 
         raise InputError(f"n_planes must be a positive integer or None, got {n_planes!r}")
     if not (margin >= 0 and math.isfinite(margin)):
         raise InputError(f"margin must be a finite number >= 0, got {margin}")
-    X = _as_inputs(X, dtype)
     net = _as_model(model, dtype)
+    X = to_model_device(net, _as_inputs(X, dtype))
     in_shape = tuple(X.shape[1:])
     N = len(X)
     Xf = X.reshape(N, -1)
@@ -629,7 +632,7 @@ def approximate(model: nn.Module, X, n_planes: int | None = 256, *, select: str 
 
     c_given = None
     if c is not None:
-        c_given = torch.as_tensor(c, dtype=dtype).reshape(-1)
+        c_given = torch.as_tensor(c, dtype=dtype).reshape(-1).to(X.device)
         if c_given.numel() == 1:
             c_given = c_given.expand(O).clone()
         if c_given.shape != (O,) or not torch.isfinite(c_given).all() or (c_given < 0).any():
@@ -646,7 +649,7 @@ def approximate(model: nn.Module, X, n_planes: int | None = 256, *, select: str 
     if curvature_samples is not None and N > int(curvature_samples):
         sample_idx = torch.randperm(N, generator=gen)[: int(curvature_samples)]
     else:
-        sample_idx = torch.arange(N)
+        sample_idx = torch.arange(N, device=Xf.device)
     Xs, fs = Xf[sample_idx], fX[sample_idx]
 
     est = hessian
@@ -659,7 +662,8 @@ def approximate(model: nn.Module, X, n_planes: int | None = 256, *, select: str 
         est = estimate_curvature(net, Xs.reshape(-1, *in_shape), iters=curvature_iters,
                                  n_samples=None, dtype=dtype, seed=seed, progress=progress)
     use_hessian = c_given is None and curvature in ("auto", "hessian")
-    c_hess = est.bound.to(dtype) if (est is not None and use_hessian) else torch.zeros(O, dtype=dtype)
+    c_hess = (est.bound.to(dtype) if (est is not None and use_hessian)
+              else torch.zeros(O, dtype=dtype, device=X.device))
     if not use_hessian:
         est = None
     use_secant = c_given is None and curvature in ("auto", "secant")
@@ -669,7 +673,7 @@ def approximate(model: nn.Module, X, n_planes: int | None = 256, *, select: str 
         if N > max_candidates:
             cand = torch.randperm(N, generator=gen)[:max_candidates].sort().values
         else:
-            cand = torch.arange(N)
+            cand = torch.arange(N, device=Xf.device)
         J_cand = _jacobian(net, Xf[cand], in_shape, batch_size, progress)
         if use_secant:
             c_sec = secant_curvature(Xf[cand], fX[cand], J_cand, Xs, fs)

@@ -138,7 +138,8 @@ def _subsample(k: int | None, B: int, generator: torch.Generator | None) -> torc
         return None
     if int(k) < 1:
         raise InputError(f"max_samples must be ≥ 1 (or None for the whole batch); got {k}")
-    return torch.randperm(B, generator=generator)[: int(k)]
+    where = generator.device if generator is not None else "cpu"
+    return torch.randperm(B, generator=generator, device=where)[: int(k)]
 
 
 def _batch_outputs(model: nn.Module, x: torch.Tensor, idx: torch.Tensor | None,
@@ -161,7 +162,9 @@ def _batch_outputs(model: nn.Module, x: torch.Tensor, idx: torch.Tensor | None,
 
 
 def _signs(shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randint(0, 2, shape, generator=generator).mul_(2).sub_(1).float()
+    # drawn where the generator lives (the host by default), moved by the caller
+    where = generator.device if generator is not None else "cpu"
+    return torch.randint(0, 2, shape, generator=generator, device=where).mul_(2).sub_(1).float()
 
 
 def orthogonality_penalty(model: nn.Module, x: torch.Tensor, *, estimator: str = "random",

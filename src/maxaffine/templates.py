@@ -9,13 +9,15 @@ chunked over samples to bound memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from .affine import affine_map
+from ._stream import batches, is_stream
+from .affine import _chunks, _default_chunk, affine_map
 from .errors import InputError
 from .trace import Trace, as_trace
 
@@ -182,8 +184,8 @@ class Memorization:
                 f"cos_true={s['cos_true']:.4g}, gap={s['gap']:.4g})")
 
 
-def memorization(model: nn.Module | Trace, x: torch.Tensor, y: torch.Tensor, *,
-                 chunk_size: int | None = None) -> Memorization:
+def memorization(model: nn.Module | Trace, x: Any, y: torch.Tensor | None = None, *,
+                 chunk_size: int | None = None, progress: bool = False) -> Memorization:
     """Template–input cosines, true class versus the others (a memorization proxy).
 
     .. math:: \\operatorname{cos}(A_c[x_n], x_n) =
@@ -195,9 +197,17 @@ def memorization(model: nn.Module | Trace, x: torch.Tensor, y: torch.Tensor, *,
     Parameters
     ----------
     model : nn.Module or Trace
-    x : Tensor, shape (B, *in_shape)
+    x : Tensor, shape (B, *in_shape), or an iterable of ``(x, y)`` batches
+        The inputs, or a stream of labelled batches (a ``DataLoader``, a generator, a
+        list); a stream is processed batch after batch with bounded memory (only the
+        ``(B, C)`` cosines are kept).
     y : Tensor, shape (B,), integer labels in [0, C)
+        The labels (None with a stream: they come with the batches).
     chunk_size : int, optional
+        Samples per batched pass (the templates of one pass are ``chunk_size * C * D``
+        numbers; default: chosen to bound memory).
+    progress : bool
+        Show a progress bar over the samples.
 
     Returns
     -------
@@ -214,18 +224,47 @@ def memorization(model: nn.Module | Trace, x: torch.Tensor, y: torch.Tensor, *,
     Balestriero & Baraniuk, "A Spline Theory of Deep Networks", ICML 2018 (templates as
     matched filters, memorization).
     """
-    T = templates(model, x, chunk_size=chunk_size)
-    B, C = T.shape[:2]
-    y = torch.as_tensor(y).long().reshape(-1)
-    if y.shape[0] != B or (B and (int(y.min()) < 0 or int(y.max()) >= C)):
-        raise InputError(f"y must hold {B} labels in [0, {C}); got shape {tuple(y.shape)}"
-                         + (f" with range [{int(y.min())}, {int(y.max())}]" if y.numel() else ""))
-    Tf = T.reshape(B, C, -1)
-    xf = torch.as_tensor(x, dtype=T.dtype).reshape(B, 1, -1)
-    num = (Tf * xf).sum(-1)
-    den = Tf.norm(dim=-1) * xf.norm(dim=-1)
-    cos = torch.where(den > 0, num / den.clamp_min(torch.finfo(T.dtype).tiny), torch.zeros_like(num))
-    return Memorization(cos, y)
+    stream = is_stream(x)
+    if stream and y is not None:
+        raise InputError("with a stream of batches the labels come with the batches ((x, y) "
+                         "pairs); do not pass y separately")
+    if not stream and y is None:
+        raise InputError("memorization needs the labels y of the inputs")
+    parts = batches(x) if stream else iter([(x, y)])
+    first = next(parts, None)
+    if first is None:
+        raise InputError("memorization got an empty stream of batches")
+    tr = as_trace(model, first[0])
+    C = tr.n_outputs
+    size = chunk_size or _default_chunk(tr, tr.in_features, C)
+    cos_parts, label_parts = [], []
+    item: tuple[Any, Any] | None = first
+    with tqdm(total=None if stream else len(first[0]), desc="memorization", unit="sample",
+              disable=not progress, leave=False) as bar:
+        while item is not None:
+            xb = tr.prepare(item[0])
+            B = xb.shape[0]
+            if item[1] is None:
+                raise InputError("every batch of the stream must be an (x, y) pair")
+            yb = torch.as_tensor(item[1]).long().reshape(-1).to(xb.device)
+            if yb.shape[0] != B or (B and (int(yb.min()) < 0 or int(yb.max()) >= C)):
+                raise InputError(f"y must hold {B} labels in [0, {C}); got shape "
+                                 f"{tuple(yb.shape)}" + (f" with range [{int(yb.min())}, "
+                                                         f"{int(yb.max())}]" if yb.numel() else ""))
+            for sl in _chunks(B, size):
+                Tf = affine_map(tr, xb[sl], chunk_size=sl.stop - sl.start).A  # (n, C, D)
+                xf = xb[sl].reshape(len(Tf), 1, -1)
+                num = (Tf * xf).sum(-1)
+                den = Tf.norm(dim=-1) * xf.norm(dim=-1)
+                cos_parts.append(torch.where(den > 0, num / den.clamp_min(torch.finfo(Tf.dtype).tiny),
+                                             torch.zeros_like(num)))
+                bar.update(len(Tf))
+            label_parts.append(yb)
+            item = next(parts, None)
+    cos = torch.cat(cos_parts) if cos_parts else torch.zeros((0, C), dtype=tr.dtype, device=tr.device)
+    labels = torch.cat(label_parts) if label_parts else torch.zeros(0, dtype=torch.long,
+                                                                   device=tr.device)
+    return Memorization(cos, labels)
 
 
 def vq_distance(model: nn.Module | Trace, x1: torch.Tensor, x2: torch.Tensor | None = None, *,
@@ -305,7 +344,8 @@ def vq_distance(model: nn.Module | Trace, x1: torch.Tensor, x2: torch.Tensor | N
         q2 = q1 if x2 is None else tr.run(x2).codes
         N1 = next(iter(q1.values())).shape[0]
         N2 = next(iter(q2.values())).shape[0]
-        out = torch.zeros(N1, N2, dtype=torch.float64)
+        dev = next(iter(q1.values())).device
+        out = torch.zeros(N1, N2, dtype=torch.float64, device=dev)
         for name, wl in zip(names, w):
             a = q1[name].reshape(N1, -1).long()
             b = q2[name].reshape(N2, -1).long()
@@ -313,13 +353,13 @@ def vq_distance(model: nn.Module | Trace, x1: torch.Tensor, x2: torch.Tensor | N
             if K == 0 or wl == 0.0:
                 continue
             R = int(max(a.max().item(), b.max().item(), 1)) + 1
-            offs = torch.arange(K) * R
+            offs = torch.arange(K, device=dev) * R
             # one-hot codes: (N, K*R), matches = number of units with equal code
-            hb = torch.zeros(N2, K * R, dtype=torch.float64)
+            hb = torch.zeros(N2, K * R, dtype=torch.float64, device=dev)
             hb.scatter_(1, b + offs, 1.0)
             for sl in range(0, N1, chunk_size):
                 blk = a[sl:sl + chunk_size]
-                ha = torch.zeros(len(blk), K * R, dtype=torch.float64)
+                ha = torch.zeros(len(blk), K * R, dtype=torch.float64, device=dev)
                 ha.scatter_(1, blk + offs, 1.0)
                 out[sl:sl + chunk_size] += wl * (1.0 - (ha @ hb.T) / K)
     return out

@@ -28,6 +28,7 @@ from ._capture import (
     split_dim,
     split_index,
 )
+from ._device import to_model_device
 from .errors import InputError, MaxAffineError, Offender, TrainingModeError, UnsupportedLayerError
 from .layers import REGISTRY, Rule, key_name, lookup
 from .layers.base import NodeContext
@@ -239,9 +240,8 @@ class Trace:
                 f"input has shape {tuple(x.shape)} but the model was traced with per-sample shape "
                 f"{self.in_shape}; pass a batch of shape (B, {', '.join(map(str, self.in_shape))})"
             )
-        if not x.is_floating_point():
-            x = x.to(self.dtype)
-        x = x.to(self.dtype)
+        # batches arrive on the host (a DataLoader) while the model may be on a GPU
+        x = x.to(device=self.device, dtype=self.dtype)
         if not bool(torch.isfinite(x).all()):
             bad = (~torch.isfinite(x.reshape(len(x), -1))).any(1).nonzero().flatten().tolist()
             raise InputError(f"input contains NaN or inf values (samples {bad[:10]}); "
@@ -563,7 +563,7 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
     work = _cast_model(model, dtype)
     run_dtype = dtype or next((p.dtype for p in work.parameters() if p.is_floating_point()),
                               torch.get_default_dtype())
-    x = example_input.to(run_dtype)
+    x = to_model_device(work, example_input).to(run_dtype)
     if not bool(torch.isfinite(x).all()):
         raise InputError("example_input contains NaN or inf values")
     leaf_types = {k for k in REGISTRY if isinstance(k, type)}

@@ -122,12 +122,12 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
     """Classification accuracy of ``model`` on ``(X, y)`` (model put in eval mode)."""
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=y.device)
     with torch.no_grad():
         for i in range(0, len(X), batch_size):
-            correct += (model(X[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+            correct += (model(X[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum()
     model.train(was_training)
-    return correct / max(len(X), 1)
+    return int(correct) / max(len(X), 1)
 
 
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 20,
@@ -240,7 +240,9 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
     for epoch in bar:
         model.train()
         order = torch.randperm(len(X), generator=gen)
-        total, count = 0.0, 0
+        # the epoch's loss stays on the device: one transfer per epoch, not one per step
+        total, count = torch.zeros((), dtype=torch.float64, device=X.device), 0
+        order = order.to(X.device)
         for i in range(0, len(X), batch_size):
             idx = order[i:i + batch_size]
             xb, yb = X[idx], y[idx]
@@ -261,10 +263,11 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2
             # its inputs, and the input gradient of the first layer is not needed here
             loss.backward(inputs=params)
             opt.step()
-            total += loss.item() * len(idx)
+            total += loss.detach().double() * len(idx)
             count += len(idx)
-        log(epoch, total / count)
-        bar.set_postfix(loss=f"{total / count:.4f}")
+        mean_loss = float(total) / count
+        log(epoch, mean_loss)
+        bar.set_postfix(loss=f"{mean_loss:.4f}")
     model.eval()
     return history
 

@@ -42,8 +42,8 @@ class TwoSlopeRule(PiecewiseRule):
         dtype = ctx.u.dtype
         if isinstance(neg, float) and isinstance(pos, float) and (neg, pos) == (0.0, 1.0):
             return code.to(dtype)
-        neg = torch.as_tensor(neg, dtype=dtype)
-        pos = torch.as_tensor(pos, dtype=dtype)
+        neg = torch.as_tensor(neg, dtype=dtype, device=code.device)
+        pos = torch.as_tensor(pos, dtype=dtype, device=code.device)
         return torch.where(code, pos, neg)
 
     def apply(self, ctx: NodeContext, code: torch.Tensor, K: int, bias: bool):
@@ -73,8 +73,8 @@ class TwoSlopeRule(PiecewiseRule):
             )
         neg, pos = self.slopes(ctx)
         shape = ctx.u.shape[1:]
-        neg = torch.as_tensor(neg, dtype=A_pre.dtype).expand(1, *shape).reshape(-1)
-        pos = torch.as_tensor(pos, dtype=A_pre.dtype).expand(1, *shape).reshape(-1)
+        neg = torch.as_tensor(neg, dtype=A_pre.dtype, device=A_pre.device).expand(1, *shape).reshape(-1)
+        pos = torch.as_tensor(pos, dtype=A_pre.dtype, device=A_pre.device).expand(1, *shape).reshape(-1)
         A = torch.stack([neg[:, None] * A_pre, pos[:, None] * A_pre], dim=2)
         B = torch.stack([neg * b_pre, pos * b_pre], dim=2)
         return A, B, lambda code: code.flatten(1).long()
@@ -200,15 +200,17 @@ class ClampRule(PiecewiseRule):
         t = per_copy(ctx.u, K)
         c = code.unsqueeze(1)
         if bias:
-            const = torch.where(c == 0, torch.as_tensor(lo, dtype=t.dtype),
-                                torch.as_tensor(hi if math.isfinite(hi) else 0.0, dtype=t.dtype))
+            const = torch.where(c == 0, torch.as_tensor(lo, dtype=t.dtype, device=t.device),
+                                torch.as_tensor(hi if math.isfinite(hi) else 0.0, dtype=t.dtype,
+                                                device=t.device))
         else:
-            const = torch.zeros((), dtype=t.dtype)
+            const = torch.zeros((), dtype=t.dtype, device=t.device)
         return merge_copies(torch.where(c == 1, t, const))
 
     def vjp(self, ctx: NodeContext, code: torch.Tensor, K: int, grad: torch.Tensor):
         g = per_copy(grad, K)
-        return [merge_copies(torch.where(code.unsqueeze(1) == 1, g, torch.zeros((), dtype=g.dtype)))]
+        zero = torch.zeros((), dtype=g.dtype, device=g.device)
+        return [merge_copies(torch.where(code.unsqueeze(1) == 1, g, zero))]
 
     def pieces(self, ctx: NodeContext, A_pre: torch.Tensor, b_pre: torch.Tensor):
         lo, hi = self.bounds(ctx)
@@ -325,7 +327,7 @@ class MaximumRule(PiecewiseRule):
             if is_var:
                 parts.append(per_copy(value, K))
             else:
-                v = torch.as_tensor(value, dtype=dtype)
+                v = torch.as_tensor(value, dtype=dtype, device=code.device)
                 parts.append(v if bias else torch.zeros_like(v))
         a, b = parts
         out = torch.where(code.unsqueeze(1), a, b)

@@ -32,8 +32,8 @@ def _window_table(in_spatial: Sequence[int], positions: Sequence[torch.Tensor]) 
     -------
     Tensor, shape (prod(out), prod(R_d)).
     """
-    table = torch.zeros((1, 1), dtype=torch.long)
-    valid = torch.ones((1, 1), dtype=torch.bool)
+    table = torch.zeros((1, 1), dtype=torch.long, device="cpu")
+    valid = torch.ones((1, 1), dtype=torch.bool, device="cpu")
     for size, pos in zip(in_spatial, positions):
         ok = (pos >= 0) & (pos < size)
         # cartesian product: (O, R) x (o, r) -> (O*o, R*r)
@@ -46,7 +46,7 @@ def _window_table(in_spatial: Sequence[int], positions: Sequence[torch.Tensor]) 
 
 def _unit_table(spatial_table: torch.Tensor, channels: int, in_spatial_numel: int) -> torch.Tensor:
     """Expand a per-channel window table to all channels: (C*O, R) indices of flattened (C, *S)."""
-    offsets = (torch.arange(channels) * in_spatial_numel)[:, None, None]
+    offsets = (torch.arange(channels, device=spatial_table.device) * in_spatial_numel)[:, None, None]
     full = torch.where(spatial_table[None] >= 0, spatial_table[None] + offsets,
                        torch.full_like(spatial_table[None], -1))
     return full.reshape(-1, spatial_table.shape[1])
@@ -54,12 +54,13 @@ def _unit_table(spatial_table: torch.Tensor, channels: int, in_spatial_numel: in
 
 def _pieces_from_table(table: torch.Tensor, A_pre: torch.Tensor, b_pre: torch.Tensor):
     """Gather MASO pieces (B, K, R, D), (B, K, R) for windows given as unit indices."""
+    table = table.to(A_pre.device)
     safe = table.clamp(min=0)
     A = A_pre[:, safe]  # (B, K, R, D)
     Bv = b_pre[:, safe]
     pad = table < 0
-    A = torch.where(pad[None, :, :, None], torch.zeros((), dtype=A.dtype), A)
-    Bv = torch.where(pad[None], torch.full((), -math.inf, dtype=Bv.dtype), Bv)
+    A = torch.where(pad[None, :, :, None], torch.zeros((), dtype=A.dtype, device=A.device), A)
+    Bv = torch.where(pad[None], torch.full((), -math.inf, dtype=Bv.dtype, device=Bv.device), Bv)
     return A, Bv
 
 
@@ -91,7 +92,7 @@ class MaxPoolRule(PiecewiseRule):
         g = per_copy(grad, K)
         B, _, C = g.shape[:3]
         in_shape = ctx.u.shape[1:]
-        out = torch.zeros((B, K, C, math.prod(in_shape[1:])), dtype=grad.dtype)
+        out = torch.zeros((B, K, C, math.prod(in_shape[1:])), dtype=grad.dtype, device=grad.device)
         idx = code.reshape(B, 1, C, -1).expand(B, K, C, -1)
         out.scatter_add_(-1, idx, g.reshape(B, K, C, -1))
         return [merge_copies(out.reshape(B, K, *in_shape))]
@@ -103,7 +104,8 @@ class MaxPoolRule(PiecewiseRule):
         s = _tuple(p["stride"] or p["kernel_size"], nd)
         pad = _tuple(p["padding"], nd)
         dil = _tuple(p["dilation"], nd)
-        return [torch.arange(o)[:, None] * s[i] - pad[i] + torch.arange(k[i])[None] * dil[i]
+        return [torch.arange(o, device="cpu")[:, None] * s[i] - pad[i]
+                + torch.arange(k[i], device="cpu")[None] * dil[i]
                 for i, o in enumerate(out_spatial)]
 
     def unit_table(self, ctx: NodeContext) -> torch.Tensor:
@@ -112,7 +114,8 @@ class MaxPoolRule(PiecewiseRule):
         out_spatial = self.code(ctx.replace((ctx.u[:1],) + ctx.args[1:])).shape[2:]
         positions = self.window_positions(ctx, in_shape[1:], out_spatial)
         table = _window_table(in_shape[1:], positions)
-        return _unit_table(table, in_shape[0], math.prod(in_shape[1:]))
+        # built on the host (small index arithmetic), used where the activations are
+        return _unit_table(table, in_shape[0], math.prod(in_shape[1:])).to(ctx.u.device)
 
     def switching(self, ctx: NodeContext) -> Switch:
         return Switch.argmax(ctx, self, self.unit_table(ctx))
@@ -124,7 +127,7 @@ class MaxPoolRule(PiecewiseRule):
         C = ctx.u.shape[1]
 
         def code_to_piece(code: torch.Tensor) -> torch.Tensor:
-            chosen = code.flatten(2) + (torch.arange(C) * S)[None, :, None]
+            chosen = code.flatten(2) + (torch.arange(C, device=code.device) * S)[None, :, None]
             return (table[None] == chosen.reshape(code.shape[0], -1, 1)).long().argmax(-1)
 
         return A, Bv, code_to_piece
@@ -207,11 +210,11 @@ class AdaptiveMaxPoolRule(MaxPoolRule):
     def window_positions(self, ctx, in_spatial, out_spatial):
         positions = []
         for size, out in zip(in_spatial, out_spatial):
-            o = torch.arange(out)
+            o = torch.arange(out, device="cpu")
             start = (o * size) // out
             end = ((o + 1) * size + out - 1) // out
             width = int((end - start).max())
-            pos = start[:, None] + torch.arange(width)[None]
+            pos = start[:, None] + torch.arange(width, device="cpu")[None]
             positions.append(torch.where(pos < end[:, None], pos, torch.full_like(pos, -1)))
         return positions
 

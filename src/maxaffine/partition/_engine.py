@@ -688,8 +688,8 @@ class _Summing:
                 warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
                 self._t = torch.sparse_csr_tensor(
                     torch.from_numpy(self.offsets), torch.from_numpy(cols),
-                    torch.ones(len(cols), dtype=torch.float64), self.shape,
-                    check_invariants=False)
+                    torch.ones(len(cols), dtype=torch.float64, device="cpu"), self.shape,
+                    check_invariants=False, device="cpu")  # the mesh lives on the host
         return (self._t @ torch.from_numpy(A)).numpy()
 
 

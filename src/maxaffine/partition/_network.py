@@ -128,15 +128,15 @@ class Evaluator:
         parts = []
         for i in range(0, max(len(value), 1), self.chunk):
             env = dict(self.consts)
-            env[src_fx] = value[i:i + self.chunk]
+            env[src_fx] = value[i:i + self.chunk].to(tr.device)
             for n in plan:
                 ctx = self._ctx(n, env)
                 env[n.fx_node.name] = ctx.call() if n.kind == "meta" else n.rule.forward(ctx)
             if dst is None:
                 out = env[target.fx_node.args[0].name]
-                parts.append(out.reshape(len(out), -1))
+                parts.append(out.reshape(len(out), -1).cpu())
             else:
-                parts.append(_var_args(self._ctx(target, env).args, target.var, []))
+                parts.append([v.cpu() for v in _var_args(self._ctx(target, env).args, target.var, [])])
         if dst is None:
             return torch.cat(parts)
         return [torch.cat([p[j] for p in parts]) for j in range(len(parts[0]))]
@@ -153,8 +153,8 @@ class Evaluator:
                    last: str | None = None):
         tr = self.tr
         N = len(st)
-        s = torch.from_numpy(st[:, 0]).to(tr.dtype)
-        t = torch.from_numpy(st[:, 1]).to(tr.dtype)
+        s = torch.from_numpy(st[:, 0]).to(device=tr.device, dtype=tr.dtype)
+        t = torch.from_numpy(st[:, 1]).to(device=tr.device, dtype=tr.dtype)
         env: dict[str, Any] = {}
         out_codes: dict[str, torch.Tensor] = {}
         for n in tr.nodes:
@@ -186,7 +186,7 @@ class Evaluator:
                     continue
                 code = None
                 if n.piecewise:
-                    code = codes[n.name]
+                    code = codes[n.name].to(tr.device)
                     out_codes[n.name] = code
                 env[name] = n.rule.apply(ctx, code, 1, True)
         raise RuntimeError("graph has no output node")
@@ -226,7 +226,8 @@ class Evaluator:
     @torch.no_grad()
     def unit_inputs(self, st: np.ndarray, name: str) -> list[torch.Tensor]:
         """The unit inputs (pre-activations) of piecewise node ``name`` at points (N, 2)."""
-        parts = [self._run_chunk(st[i:i + self.chunk], name, None)[0]
+        # the mesh lives on the host: one transfer per chunk when the model is on a GPU
+        parts = [[v.cpu() for v in self._run_chunk(st[i:i + self.chunk], name, None)[0]]
                  for i in range(0, max(len(st), 1), self.chunk)]
         return [torch.cat([p[j] for p in parts]) for j in range(len(parts[0]))]
 
@@ -245,6 +246,6 @@ class Evaluator:
         for i in range(0, max(len(st), 1), self.chunk):
             sub = None if codes is None else {k: v[i:i + self.chunk] for k, v in codes.items()}
             o, c = self._run_chunk(st[i:i + self.chunk], None, sub)
-            outs.append(o.reshape(len(o), -1))
-            cds.append(c)
+            outs.append(o.reshape(len(o), -1).cpu())
+            cds.append({k: v.cpu() for k, v in c.items()})
         return torch.cat(outs), {k: torch.cat([c[k] for c in cds]) for k in cds[0]}
