@@ -4,16 +4,14 @@ Every analysis of a dataset — local complexity, VQ code statistics (distinct r
 layer and overall), memorization summaries, Hessian complexity, partition statistics of
 many slices — is a per-batch computation whose result is an accumulator; ``merge(a, b)``
 combines two accumulators exactly (associative and commutative bit for bit), so the same
-reducers serve a plain loop (:func:`analyze_dataset`), Ray
-(:mod:`maxaffine.distributed.ray_engine`), Dask or ``torch.distributed``.
+reducers serve a plain loop (:func:`analyze_dataset`), Ray (:func:`map_batches`,
+:func:`sweep_checkpoints`), Dask or ``torch.distributed``.
 
-Importing this package does not import Ray; :func:`map_batches` and
+Importing this package does not import Ray: :func:`map_batches` and
 :func:`sweep_checkpoints` import it when called (``pip install 'maxaffine[ray]'``).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from .accumulators import (
     AREA_BINS,
@@ -39,17 +37,7 @@ from .dataset import (
     memorization_stats,
     slice_stats,
 )
-
-_RAY = {"map_batches", "sweep_checkpoints", "BatchWorker"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _RAY:
-        from . import ray_engine
-
-        return getattr(ray_engine, name)
-    raise AttributeError(f"module 'maxaffine.distributed' has no attribute {name!r}")
-
+from .ray_engine import BatchWorker, map_batches, sweep_checkpoints
 
 __all__ = ["AREA_BINS", "BatchWorker", "CodeStats", "DatasetJob", "DatasetStats", "ExactSum",
            "HessianStats", "LocalComplexityStats", "MemorizationStats", "SliceStats",

@@ -366,8 +366,8 @@ class HessianStats:
         return self.terms.mean
 
 
-#: default histogram bins of region areas, in log10 of the fraction of the slice's domain
 AREA_BINS = tuple(float(e) for e in range(-12, 1))
+"""Default edges of the region-area histogram: log10 of a region's share of its domain."""
 
 
 @dataclass(frozen=True, eq=False)

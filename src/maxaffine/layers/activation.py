@@ -312,7 +312,8 @@ class MaximumRule(PiecewiseRule):
 
         def fn(ins):
             it = iter(ins)
-            a, b = (next(it) if f else torch.as_tensor(v, dtype=ins[0].dtype)
+            a, b = (next(it) if f else torch.as_tensor(v, dtype=ins[0].dtype,
+                                                       device=ins[0].device)
                     for v, f in zip(ctx.args[:2], flags))
             d = torch.broadcast_to(a - b, (len(ins[0]),) + shape)
             return d.reshape(len(ins[0]), -1).numpy()
