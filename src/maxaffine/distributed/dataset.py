@@ -165,9 +165,10 @@ class DatasetJob:
 
 
 def _code_stats(model: Any, x: torch.Tensor, chunk_size: int | None) -> CodeStats:
-    from ..affine import _as_trace, _chunks, _default_chunk
+    from ..affine import _chunks, _default_chunk
+    from ..trace import as_trace
 
-    tr = _as_trace(model, x)
+    tr = as_trace(model, x)
     x = tr.prepare(x)
     size = chunk_size or _default_chunk(tr, 1, 1)
     out = CodeStats()
@@ -178,9 +179,9 @@ def _code_stats(model: Any, x: torch.Tensor, chunk_size: int | None) -> CodeStat
 
 
 def _traced(model: Any, x: torch.Tensor) -> Any:
-    from ..affine import _as_trace
+    from ..trace import as_trace
 
-    return _as_trace(model, torch.as_tensor(x))
+    return as_trace(model, torch.as_tensor(x))
 
 
 def indexed_batches(data: Any, batch_size: int | None = None,
