@@ -1,4 +1,5 @@
-"""The ``maxaffine`` command line: ``demo``, ``report``, ``experiment`` and ``layers``.
+"""The ``maxaffine`` command line: ``demo``, ``report``, ``experiment``, ``layers`` and
+``run-distributed``.
 
 Every command has ``--help``. Bad input (missing files, wrong shapes, unsupported layers,
 pickled checkpoints) ends with one clear message on stderr and a non-zero exit code, never
@@ -98,6 +99,33 @@ def _parser() -> argparse.ArgumentParser:
                    description=("Print every supported op (module, function or method) and how "
                                 "maxaffine reads it: affine, shape, or piecewise (MASO), and the "
                                 "refused ops with the suggested way out."))
+
+    dist = sub.add_parser(
+        "run-distributed", help="local complexity + code statistics of many checkpoints",
+        description=("Local complexity and VQ code statistics (distinct regions per layer and "
+                     "overall, active fractions) of every checkpoint over one dataset, in this "
+                     "process or as one Ray task per checkpoint (--ray). Writes "
+                     "distributed.json and distributed.csv to --out. Checkpoints are loaded "
+                     "with torch.load(weights_only=True)."),
+        epilog=("example: maxaffine run-distributed --model net.py:make_model "
+                "--checkpoints ep1.pt ep2.pt --data data.pt --radius 0.005 --ray local"))
+    dist.add_argument("--model", required=True, metavar="MODULE_OR_FILE:FACTORY",
+                      help="a factory returning the nn.Module (as for 'maxaffine report')")
+    dist.add_argument("--checkpoints", required=True, nargs="+", type=Path, metavar="FILE",
+                      help="state_dict files saved with torch.save(model.state_dict(), FILE)")
+    dist.add_argument("--data", default=None, metavar="FILE|digits|mnist1d|toy",
+                      help="a .npz or .pt file holding X (N, *in_shape), or a bundled dataset")
+    dist.add_argument("--radius", type=float, default=0.1, help="local-complexity radius")
+    dist.add_argument("--n-vertices", type=int, default=20,
+                      help="vertices of each cross-polytope (default: 20)")
+    dist.add_argument("--batch-size", type=int, default=256, metavar="N")
+    dist.add_argument("--limit", type=int, default=None, metavar="N",
+                      help="use only the first N inputs")
+    dist.add_argument("--ray", default=None, metavar="ADDRESS|local|auto",
+                      help="run on Ray: 'local' starts it here, else a cluster address")
+    dist.add_argument("--workers", type=int, default=None, metavar="K",
+                      help="CPUs of a --ray local cluster (default: all)")
+    _add_common(dist, out_default="maxaffine-distributed")
     return parser
 
 
@@ -193,8 +221,27 @@ def _done(args: argparse.Namespace, path: Path, seconds: float) -> None:
         print(f"Done in {seconds:.1f} s. Report: {path.resolve()}")
 
 
+def _cmd_run_distributed(args: argparse.Namespace) -> int:
+    from .distributed.sweep import run_checkpoints
+
+    device = _check_device(args.device)
+    t0 = time.perf_counter()
+    rows = run_checkpoints(args.model, args.checkpoints, args.data, out=args.out,
+                           radius=args.radius, n_vertices=args.n_vertices,
+                           batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+                           ray_address=args.ray, workers=args.workers, device=device,
+                           progress=_progress(args))
+    if not args.quiet:
+        keys = [k for k in ("checkpoint", "n", "lc_mean", "lc_std", "regions") if k in rows[0]]
+        print("  ".join(keys))
+        for r in rows:
+            print("  ".join(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in keys))
+    _done(args, Path(args.out) / "distributed.json", time.perf_counter() - t0)
+    return EXIT_OK
+
+
 _COMMANDS = {"demo": _cmd_demo, "report": _cmd_report, "experiment": _cmd_experiment,
-             "layers": _cmd_layers}
+             "layers": _cmd_layers, "run-distributed": _cmd_run_distributed}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

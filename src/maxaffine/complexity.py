@@ -315,7 +315,8 @@ def _setup(model: nn.Module | Trace, x: torch.Tensor, radius: float, n_vertices:
     return tr, x, _CrossPolytopeSampler(tr, P, directions)
 
 
-#: numbers held at once by one pass of local complexity (2^25 float64 = 256 MiB)
+#: numbers held at once by one pass of local complexity (2^25 float64 = 256 MiB; a GPU
+#: gets 8 times more, so that its passes are large enough to fill it)
 _LC_BUDGET = 2**25
 
 
@@ -326,7 +327,8 @@ def _default_lc_chunk(n_vertices: int, tr: Trace | None = None) -> int:
     size = max(1, 2**11 // n_vertices)
     if tr is not None:
         per_row = sum(math.prod(n.shape or (1,)) for n in tr.nodes if n.kind == "var")
-        size = min(size, max(1, _LC_BUDGET // max(1, n_vertices * per_row)))
+        budget = _LC_BUDGET * (8 if tr.device.type == "cuda" else 1)
+        size = min(size, max(1, budget // max(1, n_vertices * per_row)))
     return size
 
 

@@ -106,3 +106,23 @@ def test_sweep_checkpoints_one_task_per_checkpoint(ray_session, setup, tmp_path)
     got = sweep_checkpoints(make_net, paths, X, job, y=y, batch_size=50)
     assert got == expected
     assert len({g.summary()["lc_mean"] for g in got}) == 3  # the checkpoints really differ
+
+
+def test_cli_run_distributed_on_ray(ray_session, tmp_path):
+    import json
+
+    from test_cli_run import expected, make_files
+
+    from maxaffine.cli import main
+
+    X, paths, nets = make_files(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["run-distributed", "--model", str(tmp_path / "net.py") + ":make_model",
+               "--checkpoints", *paths, "--data", str(tmp_path / "data.pt"), "--radius", "0.5",
+               "--n-vertices", "6", "--batch-size", "16", "--seed", "3", "--out", str(out),
+               "--ray", "local", "-q"])
+    assert rc == 0
+    meta = json.loads((out / "distributed.json").read_text())
+    assert meta["engine"] == "ray"
+    got = [{k: v for k, v in r.items() if k != "checkpoint"} for r in meta["rows"]]
+    assert got == expected(nets, X)  # identical numbers to the in-process computation
