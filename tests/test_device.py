@@ -171,6 +171,7 @@ def test_partition_slice_through_a_cnn(device):
     got = maxaffine.partition_slice(copy.deepcopy(net).to(device), slc, progress=False)
     assert got.n_regions == ref.n_regions
     np.testing.assert_allclose(np.sort(got.areas), np.sort(ref.areas), rtol=1e-9, atol=1e-12)
+    assert got.verify(200)["n_checked"] > 0  # codes and maps against the model on the device
 
 
 def test_float32_option_keeps_the_codes_and_approximates_the_map(device):

@@ -304,7 +304,7 @@ class MemorizationStats:
 
     @classmethod
     def from_result(cls, mem: Any) -> MemorizationStats:
-        """The summary of a :class:`maxaffine.templates.Memorization`."""
+        """The summary of a result of :func:`maxaffine.memorization`."""
         C = int(mem.cosine.shape[1])
         true, labels = mem.true.detach().cpu(), mem.labels.detach().cpu()
         per = tuple(ExactSum.of(true[labels == c]) for c in range(C))

@@ -235,7 +235,8 @@ class Evaluator:
     def codes(self, st: np.ndarray, last: str) -> dict[str, torch.Tensor]:
         """Codes at points (N, 2) of the piecewise nodes up to ``last``, by a forward pass
         that stops there."""
-        cds = [self._run_chunk(st[i:i + self.chunk], None, None, last)[1]
+        cds = [{k: v.cpu() for k, v in self._run_chunk(st[i:i + self.chunk], None, None,
+                                                        last)[1].items()}
                for i in range(0, max(len(st), 1), self.chunk)]
         return {k: torch.cat([c[k] for c in cds]) for k in cds[0]}
 

@@ -748,7 +748,7 @@ class Partition:
         last = np.zeros(len(st), bool)
         for k in self.layers:
             mine = self.codes[k][ok_reg].reshape(len(st), -1)
-            got = rec.codes[k].reshape(len(st), -1).to(mine.dtype)
+            got = rec.codes[k].reshape(len(st), -1).to(mine.device, mine.dtype)
             d = (mine != got).any(1).numpy()
             if d.any():
                 # a unit zero up to rounding at the sample (e.g. identically zero on its
