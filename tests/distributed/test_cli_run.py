@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from torch import nn
 
@@ -67,7 +66,7 @@ def test_run_distributed_in_process(tmp_path, capsys):
 
 
 def test_run_distributed_bad_input(tmp_path, capsys):
-    _, paths, _ = make_files(tmp_path, 1)
+    make_files(tmp_path, 1)
     rc = main(["run-distributed", "--model", str(tmp_path / "net.py") + ":make_model",
                "--checkpoints", str(tmp_path / "missing.pt"), "--data", str(tmp_path / "data.pt"),
                "--out", str(tmp_path / "o")])
