@@ -358,3 +358,48 @@ def test_timm_style_batchnorm_act_and_functional_convs_are_exact():
     with pytest.raises(maxaffine.TrainingModeError):
         trace(net, torch.randn(2, 2, 4, 4))
     _exact(net.eval(), torch.randn(3, 2, 4, 4))
+
+
+HEADS_FILE = '''
+import torch
+from torch import nn
+
+class Heads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(2, 12), nn.ReLU())
+        self.cls = nn.Linear(12, 3)
+
+    def forward(self, x):
+        h = self.body(x)
+        return {"logits": self.cls(h), "features": h}
+
+def make_model():
+    torch.manual_seed(0)
+    return Heads()
+'''
+
+
+def test_with_output_keeps_layer_names_and_shares_parameters():
+    from maxaffine._capture import with_output
+
+    net = Heads()
+    picked = with_output(net, "logits")
+    assert picked.cls.weight is net.cls.weight
+    tr = trace(picked, torch.randn(2, 3))
+    assert tr.piecewise == trace(net, torch.randn(2, 3), output="logits").piecewise
+    assert isinstance(net(torch.randn(2, 3)), dict)  # the user's model is unchanged
+
+
+def test_cli_report_output_option(tmp_path, capsys):
+    import json
+
+    from maxaffine import cli
+
+    f = tmp_path / "heads.py"
+    f.write_text(HEADS_FILE)
+    out = tmp_path / "rep"
+    code = cli.main(["report", "--model", f"{f}:make_model", "--data", "toy", "--output",
+                     "logits", "--max-regions", "500", "--out", str(out), "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert "complete" in json.loads((out / "numbers.json").read_text())["slice"]

@@ -203,6 +203,14 @@ class _ShapeTracer(fx.Tracer):
         return seen
 
 
+def _finish(model: nn.Module, root: nn.Module, graph: fx.Graph) -> fx.GraphModule:
+    gm = fx.GraphModule(root, graph)
+    if getattr(model, "_maxaffine_picks_output", False):
+        gm.graph.eliminate_dead_code()  # heads that fed only the other outputs
+        gm.recompile()
+    return gm
+
+
 def capture(model: nn.Module, tracer: fx.Tracer, example: torch.Tensor
             ) -> tuple[fx.GraphModule, str]:
     """Trace ``model`` into a GraphModule by the first route that works.
@@ -226,7 +234,7 @@ def capture(model: nn.Module, tracer: fx.Tracer, example: torch.Tensor
     try:
         graph = tracer.trace(model, concrete_args=concrete or None)
         _drop_bound_placeholders(graph)
-        return fx.GraphModule(tracer.root, graph), "symbolic"
+        return _finish(model, tracer.root, graph), "symbolic"
     except Exception as exc:  # noqa: BLE001 -- torch.fx raises many types for untraceable code
         errors["symbolic"] = f"{type(exc).__name__}: {exc}"
     longer = torch.cat([example, example[:1]], 0)
@@ -235,7 +243,7 @@ def capture(model: nn.Module, tracer: fx.Tracer, example: torch.Tensor
         with torch.no_grad():
             graph = shape_tracer.trace(model, concrete_args=concrete or None)
         _drop_bound_placeholders(graph)
-        return fx.GraphModule(shape_tracer.root, graph), "concrete shapes"
+        return _finish(model, shape_tracer.root, graph), "concrete shapes"
     except Exception as exc:  # noqa: BLE001 -- as above
         errors["concrete shapes"] = f"{type(exc).__name__}: {exc}"
     raise CaptureError(errors)
@@ -284,6 +292,43 @@ def select_output(gm: fx.GraphModule, output: Any) -> None:
     graph.eliminate_dead_code()
     graph.lint()
     gm.recompile()
+
+
+def pick_output(result: Any, output: Any) -> Any:
+    """``output`` of a forward's result: an index, a key, or a function of the result."""
+    if callable(output) and not isinstance(output, (str, int)):
+        return output(result)
+    return result[output]
+
+
+def with_output(model: nn.Module, output: Any) -> nn.Module:
+    """A shallow copy of ``model`` (sharing its parameters) whose forward returns ``output``.
+
+    The copy is an instance of a subclass of the model's class, so module paths and layer
+    names stay those of the model; the copy traces like the original with ``output=``."""
+    import copy
+
+    base = type(model)
+
+    def forward(self, x):  # one input (fx cannot trace *args); defaults of others apply
+        return pick_output(base.forward(self, x), output)
+
+    cls = type(base.__name__, (base,), {"forward": forward, "__module__": base.__module__,
+                                        "__qualname__": base.__qualname__,
+                                        "_maxaffine_picks_output": True})
+    new = copy.copy(model)
+    new.__class__ = cls
+    return new
+
+
+def parse_output(spec: str | None) -> Any:
+    """A command-line ``--output``: an integer index, else a key."""
+    if spec is None:
+        return None
+    try:
+        return int(spec)
+    except ValueError:
+        return spec
 
 
 def split_index(piece: torch.Tensor, start: int, dim: int, unbind: bool) -> tuple:

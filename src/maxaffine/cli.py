@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--max-regions", type=int, default=50_000, metavar="N",
                         help=("budget of the exact slice partition; beyond it the subdivision "
                               "is partial and flagged (default: 50000)"))
+    report.add_argument("--output", default=None, metavar="INDEX|KEY",
+                        help=("for a forward returning a tuple or dict: the index or key of the "
+                              "output to analyse, e.g. --output logits"))
     _add_common(report, out_default="maxaffine-report")
 
     exp = sub.add_parser(
@@ -157,6 +160,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from ._capture import parse_output
     from .report import build_model_report
 
     device = _check_device(args.device)
@@ -164,7 +168,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = build_model_report(args.model, args.out, weights=args.weights, data=args.data,
                               points=args.points, seed=args.seed, device=device,
                               max_regions=args.max_regions, progress=_progress(args),
-                              verbose=args.verbose)
+                              verbose=args.verbose, output=parse_output(args.output))
     _done(args, path, time.perf_counter() - t0)
     return EXIT_OK
 

@@ -17,7 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -269,7 +269,7 @@ def parse_points(spec: str | None, data: Data) -> list[int]:
 def build_model_report(model_spec: str, out: str | Path, *, weights: str | Path | None = None,
                        data: str | None = None, points: str | None = None, seed: int = 0,
                        device: str = "cpu", max_regions: int = 50_000, progress: bool = True,
-                       verbose: bool = False) -> Path:
+                       verbose: bool = False, output: Any = None) -> Path:
     """Analyse a user's model and write ``index.html`` (+ JSON/CSV) into ``out``.
 
     Parameters
@@ -291,6 +291,9 @@ def build_model_report(model_spec: str, out: str | Path, *, weights: str | Path 
     max_regions : int
         Budget of the slice partition (a partial result is flagged in the report).
     progress : bool
+    output : int, str or callable, optional
+        For a forward returning a tuple/dict: which output to analyse (see
+        :func:`maxaffine.trace`).
 
     Returns
     -------
@@ -316,17 +319,21 @@ def build_model_report(model_spec: str, out: str | Path, *, weights: str | Path 
     torch.set_num_threads(1)  # small batched passes: one thread avoids contention
     try:
         return _build(model_spec, out, weights, data, points, seed, max_regions, progress,
-                      t_start)
+                      t_start, output)
     finally:
         torch.set_num_threads(threads)
 
 
-def _build(model_spec, out, weights, data, points, seed, max_regions, progress, t_start):
+def _build(model_spec, out, weights, data, points, seed, max_regions, progress, t_start,
+           output=None):
+    from .._capture import with_output
     from ..trace import trace
 
     model = build_model(model_spec)
     if weights is not None:
         load_weights(model, weights)
+    if output is not None:
+        model = with_output(model, output)
     model = model.to(torch.float64).eval()
     dataset = load_data(data, model, seed=seed)
     idx = parse_points(points, dataset)
