@@ -178,4 +178,6 @@ def test_a_layer_whose_values_fit_is_cut_whole(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         maxaffine.partition_slice(net, BOX, progress=False, memory_budget=12 << 20)
-    assert seen[0] == 6 and len(seen) > 2 and max(seen[1:]) <= 16
+    # at most one try of the whole layer (its region cap stops it), then blocks
+    rest = seen[2:] if seen[1] == 400 else seen[1:]
+    assert seen[0] == 6 and len(rest) > 1 and max(rest) <= 16

@@ -540,20 +540,14 @@ def _value_blocks(sw) -> list | None:
     return out
 
 
-def _predicted_regions(sw, Z: np.ndarray, mesh: Mesh, S: _Summing) -> int:
-    """An upper bound on the regions a layer cuts the mesh into, from its values ``Z`` at the
-    current vertices: a region crossed by ``k`` lines becomes at most ``1 + k + k(k-1)/2``
-    pieces. It only decides whether the layer is cut whole: the region cap still holds
-    the memory budget either way."""
+def _fewest_regions(sw, Z: np.ndarray, mesh: Mesh, S: _Summing) -> int:
+    """A lower bound on the regions a layer cuts the mesh into, from its values ``Z`` at the
+    current vertices: every line crossing a region adds at least one (argmax layers: the
+    regions there are)."""
     R = mesh.polys.n
-    if sw.kind == "sign":
-        if Z.shape[1] == 0:
-            return R
-        k = _crossing_sums(S, Z, np.zeros(Z.shape[1])).sum(1)
-        return int(R + k.sum() + (k * (k - 1) // 2).sum())
-    # argmax layers rarely multiply the regions much; finding the units that change their
-    # argmax would cost (vertices x window) per unit here already, so assume four times
-    return 4 * R
+    if sw.kind != "sign" or Z.shape[1] == 0:
+        return R
+    return int(R + _crossing_sums(S, Z, np.zeros(Z.shape[1])).sum())
 
 
 def _layer(mesh: Mesh, ev: Evaluator, sw, name: str, li: int, prev, max_regions, mem,
@@ -562,41 +556,54 @@ def _layer(mesh: Mesh, ev: Evaluator, sw, name: str, li: int, prev, max_regions,
     stopped or None), or (None, ...) when not even the layer's first table fits the memory
     budget."""
     R0, n0 = mesh.polys.n, mesh.n
-    blocks = _value_blocks(sw)
+    blocks = fallback = _value_blocks(sw)
     full = sw.n_functions if sw.kind == "sign" else int(sw.table.max(initial=-1)) + 1
     Z0 = None  # the whole layer's values at the vertices it starts from, when they fit
     if blocks is not None and _REUSE_START and n0 * (full + 2) * 24 <= mem.free() / 4:
         Z0 = np.asarray(sw.fn(_unit_inputs(ev, mesh, prev, name)), np.float64)
-        # blocks only when the layer's predicted regions could not hold all its values
+        # try the whole layer unless even its fewest possible regions could not hold all
+        # its values; if its region cap stops it, it is cut again in blocks
         whole = keep_bytes + 40 * (full + 2) + full + 800
-        if not _ALWAYS_BLOCK and 1.2 * _predicted_regions(sw, Z0, mesh, S) * whole <= mem.free():
+        if not _ALWAYS_BLOCK and _fewest_regions(sw, Z0, mesh, S) * whole <= mem.free():
             blocks = None
-    width = full if blocks is None else max(len(c) for c, _ in blocks)
-    # per region while cutting: the block's values at ~1.2 vertices per region (twice, for
-    # the doubling table, and once more while evaluating), the crossing table, padded rows
+    why = None
+    if blocks is None:
+        # per region while cutting: the values at ~1.2 vertices per region (twice, for the
+        # doubling table, and once more while evaluating), the crossing table, padded rows
+        per_region = keep_bytes + 40 * (full + 2) + full + 800
+        cap = mem.regions(per_region)
+        if cap is not None and (cap < R0 or n0 * (full + 2) * 24 > mem.free()):
+            if fallback is None:
+                return None, None, None, None
+        else:
+            limit = cap if max_regions is None else max_regions if cap is None \
+                else min(cap, max_regions)
+            before, snapped = mesh.polys, mesh.n_snapped
+            mesh.set_values(Z0 if Z0 is not None else sw.fn(_unit_inputs(ev, mesh, prev, name)))
+            polys = mesh.polys
+            polys.origin = np.arange(polys.n, dtype=np.int64)
+            if sw.kind == "sign":
+                polys, stop = _cut_sign(mesh, polys, pack_label(li, sw.unit), limit, S, tick)
+            else:
+                polys, stop = _cut_argmax(mesh, polys, sw.table, li, limit, None, tick)
+            by_memory = stop and not (max_regions is not None and polys.n > max_regions)
+            if not (by_memory and fallback is not None):
+                mesh.polys = polys
+                Z = mesh.Z[: mesh.n]
+                keep = mesh.compact()
+                Z = Z if keep is None else np.take(Z, keep, axis=0)
+                if stop:
+                    why = "memory" if by_memory else "max_regions"
+                return mesh.polys, Z, None, why
+            # the memory ran out for the whole layer: drop its cuts, cut it in blocks
+            mesh.polys, mesh.n, mesh.n_snapped = before, n0, snapped
+        blocks = fallback
+    width = max(len(c) for c, _ in blocks)
     per_region = keep_bytes + 40 * (width + 2) + width + 800
     cap = mem.regions(per_region)
     if cap is not None and (cap < R0 or n0 * (width + 2) * 24 > mem.free()):
         return None, None, None, None
     limit = cap if max_regions is None else max_regions if cap is None else min(cap, max_regions)
-    why = None
-    if blocks is None:
-        mesh.set_values(Z0 if Z0 is not None else sw.fn(_unit_inputs(ev, mesh, prev, name)))
-        del Z0
-        polys = mesh.polys
-        polys.origin = np.arange(polys.n, dtype=np.int64)
-        if sw.kind == "sign":
-            polys, stop = _cut_sign(mesh, polys, pack_label(li, sw.unit), limit, S, tick)
-        else:
-            polys, stop = _cut_argmax(mesh, polys, sw.table, li, limit, None, tick)
-        mesh.polys = polys
-        Z = mesh.Z[: mesh.n]
-        keep = mesh.compact()
-        Z = Z if keep is None else np.take(Z, keep, axis=0)
-        if stop:
-            why = "max_regions" if max_regions is not None and polys.n > max_regions \
-                else "memory"
-        return mesh.polys, Z, None, why
     basis = ev.affine_values(name, sw.fn)
     origin = np.arange(R0, dtype=np.int64)
     for cols, arg in blocks:
