@@ -65,7 +65,7 @@ def test_report_write_replaces_previous_files_and_leaves_no_staging(tmp_path):
     for title in ("first", "second"):
         rep = Report(title)
         rep.record("title", title)
-        rep.write(out)
+        rep.write(out, overwrite=True)  # replacing a previous report is asked for explicitly
     assert "second" in (out / "index.html").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
 

@@ -6,16 +6,24 @@ pickled checkpoints) ends with one clear message on stderr and a non-zero exit c
 a traceback; ``-v`` shows the traceback for debugging.
 
 Exit codes: 0 success, 1 analysis error (:class:`maxaffine.errors.MaxAffineError`),
-2 bad command line or input file, 130 interrupted.
+2 bad command line, input file or output folder, 130 interrupted (Ctrl-C), 128 + N on
+signal N (SIGTERM: 143).
+
+``--out`` is checked before any work: a report goes into a new or empty folder, or replaces
+a previous maxaffine report with ``--overwrite``; a folder holding anything else is refused
+(rules in :mod:`maxaffine.report.output`). The CLI is also ``python -m maxaffine``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import sys
 import time
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import __version__
 from .errors import InputError, MaxAffineError
@@ -26,11 +34,60 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+#: Options whose value may start with "-" (negative indices): "--points -1,-2,-3".
+_NEGATIVE_VALUES = {"--points": re.compile(r"^-\d+(,\s*-?\d+)*$")}
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--points -1,-2`` as ``--points=-1,-2`` (argparse takes "-1,-2" for an option)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        pattern = _NEGATIVE_VALUES.get(arg)
+        if pattern is not None and i + 1 < len(argv) and pattern.match(argv[i + 1]):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _add_out(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--out", type=Path, default=Path(default), metavar="DIR",
+                   help=(f"output folder (default: {default}); must be new, empty, or a "
+                         "previous maxaffine report (with --overwrite)"))
+    p.add_argument("--overwrite", action="store_true",
+                   help=("replace the previous maxaffine report in --out (refused if the "
+                         "folder holds files maxaffine did not write)"))
+
+
 def _add_common(p: argparse.ArgumentParser, *, out_default: str | None) -> None:
     if out_default is not None:
-        p.add_argument("--out", type=Path, default=Path(out_default), metavar="DIR",
-                       help=f"output folder (default: {out_default})")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        _add_out(p, out_default)
+    p.add_argument("--seed", type=_nonnegative_int, default=0,
+                   help="random seed, 0 to 2**32 - 1 (default: 0)")
     p.add_argument("--device", default="cpu",
                    help="torch device for training (default: cpu); geometry runs in float64 on CPU")
     verbosity = p.add_mutually_exclusive_group()
@@ -68,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
                      "Weights are loaded with torch.load(weights_only=True): save a state_dict, "
                      "not a pickled model."),
         epilog=("example: maxaffine report --model examples/residual_cnn.py:make_model "
-                "--weights model.pt --data digits --points 0,1,2"))
+                "--weights residual_cnn.pt --data digits --points 0,1,2"))
     report.add_argument("--model", required=True, metavar="MODULE_OR_FILE:FACTORY",
                         help=("a factory returning the nn.Module: 'path/to/file.py:make_model' "
                               "or 'package.module:make_model' (called without arguments)"))
@@ -79,10 +136,13 @@ def _parser() -> argparse.ArgumentParser:
                               "y (N,), or a bundled dataset name (default: guessed from the "
                               "model's input shape)"))
     report.add_argument("--points", default=None, metavar="I,J,K",
-                        help="indices of three data points spanning the 2D slice (default: 0,1,2)")
-    report.add_argument("--max-regions", type=int, default=50_000, metavar="N",
+                        help=("indices of three data points spanning the 2D slice (negative "
+                              "counts from the end); default: the first points of three "
+                              "different classes, or 0,1,2 without labels"))
+    report.add_argument("--max-regions", type=_positive_int, default=50_000, metavar="N",
                         help=("budget of the exact slice partition; beyond it the subdivision "
-                              "is partial and flagged (default: 50000)"))
+                              "is partial, flagged in the report and on the console, and "
+                              "without a decision boundary (default: 50000)"))
     report.add_argument("--output", default=None, metavar="INDEX|KEY",
                         help=("for a forward returning a tuple or dict: the index or key of the "
                               "output to analyse, e.g. --output logits"))
@@ -148,13 +208,21 @@ def _check_device(name: str) -> str:
     return str(device)
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse a bad ``--out`` before any work (a file, a folder of the user's files, ...)."""
+    from .report.output import check_destination
+
+    check_destination(args.out, overwrite=args.overwrite)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .report.demo_report import run_demo
 
     device = _check_device(args.device)
+    _check_out(args)
     t0 = time.perf_counter()
     path = run_demo(args.out, quick=args.quick, seed=args.seed, device=device,
-                    progress=_progress(args), verbose=args.verbose)
+                    progress=_progress(args), verbose=args.verbose, overwrite=args.overwrite)
     _done(args, path, time.perf_counter() - t0)
     return EXIT_OK
 
@@ -164,11 +232,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .report import build_model_report
 
     device = _check_device(args.device)
+    _check_out(args)
     t0 = time.perf_counter()
     path = build_model_report(args.model, args.out, weights=args.weights, data=args.data,
                               points=args.points, seed=args.seed, device=device,
                               max_regions=args.max_regions, progress=_progress(args),
-                              verbose=args.verbose, output=parse_output(args.output))
+                              verbose=args.verbose, output=parse_output(args.output),
+                              overwrite=args.overwrite)
     _done(args, path, time.perf_counter() - t0)
     return EXIT_OK
 
@@ -222,7 +292,8 @@ def _done(args: argparse.Namespace, path: Path, seconds: float) -> None:
     if args.quiet:
         print(path)
     else:
-        print(f"Done in {seconds:.1f} s. Report: {path.resolve()}")
+        partial = " (partial: see the note above)" if args._notes else ""
+        print(f"Done in {seconds:.1f} s{partial}. Report: {path.resolve()}")
 
 
 def _cmd_run_distributed(args: argparse.Namespace) -> int:
@@ -262,18 +333,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 1 on an analysis error, 2 on bad input, 130 when interrupted.
     """
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None
+                                                        else argv)))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
     verbose = getattr(args, "verbose", False)
+    args._notes = []
     try:
-        return _COMMANDS[args.command](args)
+        with _terminate_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = _note_printer(args, verbose)
+            return _COMMANDS[args.command](args)
+    except _Terminated as exc:
+        print(f"maxaffine: stopped by signal {exc.signum}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("maxaffine: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            PermissionError) as exc:
+    except (InputError, OSError) as exc:
         _fail(args.command, exc, verbose)
         return EXIT_USAGE
     except MaxAffineError as exc:
@@ -281,14 +358,66 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ANALYSIS
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM/SIGHUP, raised like Ctrl-C so that every cleanup (``finally``) runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _terminate_as_interrupt:
+    """While a command runs, SIGTERM and SIGHUP unwind the stack instead of killing Python
+    outright, so staging folders are removed (the CLI may change process-wide state)."""
+
+    _names = ("SIGTERM", "SIGHUP")
+
+    def __enter__(self):
+        import threading
+
+        self._old = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in self._names:
+                num = getattr(signal, name, None)
+                if num is not None:
+                    self._old[num] = signal.signal(num, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise _Terminated(signum)
+
+    def __exit__(self, *exc):
+        for num, handler in self._old.items():
+            signal.signal(num, handler)
+        return False
+
+
+def _note_printer(args: argparse.Namespace, verbose: bool):
+    """Budget warnings become one-line notes; other warnings keep Python's format."""
+    from .errors import BudgetWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, BudgetWarning) and not verbose:
+            args._notes.append(str(message))
+            print(f"maxaffine {args.command}: note: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def _fail(command: str, exc: BaseException, verbose: bool) -> None:
     if verbose:
         import traceback
 
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError,
-                        PermissionError)) and exc.filename:
+    if isinstance(exc, OSError) and exc.filename:
         message = f"{exc.strerror or exc}: {exc.filename}"
+    elif isinstance(exc, OSError):
+        message = exc.strerror or str(exc)
     else:
         message = str(exc)
     print(f"maxaffine {command}: error: {message}", file=sys.stderr)

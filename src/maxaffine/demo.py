@@ -10,6 +10,9 @@ layer 1's lines, and the output's argmax gives the decision boundary.
 The image part trains a small CNN on scikit-learn's 8×8 digits and looks at a 2D slice
 through three digit images and at the class templates (rows of ``A[x]``) of a few inputs.
 
+This module holds the models, data and training; the report that ``maxaffine demo`` writes
+is built by :func:`maxaffine.report.demo_report.run_demo` (also ``maxaffine.report.run_demo``).
+
 References
 ----------
 .. [1] Balestriero & Baraniuk, "A Spline Theory of Deep Networks", ICML 2018.
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -160,32 +162,15 @@ def with_state(model: nn.Module, state: dict[str, Any]) -> nn.Module:
     return clone.eval()
 
 
-def run_demo(out: str | Path = "maxaffine-demo", *, quick: bool = False, seed: int = 0,
-             device: str = "cpu", progress: bool = True, verbose: bool = False) -> Path:
-    """Train both demo models and write the HTML report into ``out``.
+def __getattr__(name: str) -> Any:
+    # run_demo writes a report, so it lives in the report package (which builds on this
+    # module); the old name still resolves, looked up when first asked for.
+    if name == "run_demo":
+        import importlib
 
-    Parameters
-    ----------
-    out : path
-        Output folder (created; existing report files are replaced atomically).
-    quick : bool
-        Fewer epochs and coarser pictures (for tests: well under 20 s).
-    seed : int
-    device : str
-        Torch device for training; the geometry is computed in float64 on the CPU.
-    progress : bool
-        Progress bars.
-
-    Returns
-    -------
-    Path
-        The written ``index.html``.
-    """
-    from .report.demo_report import build_demo_report
-
-    return build_demo_report(Path(out), quick=quick, seed=seed, device=device,
-                             progress=progress, verbose=verbose)
+        return importlib.import_module("maxaffine.report.demo_report").run_demo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["TOY_WIDTHS", "TrainedModel", "digits_cnn", "run_demo", "toy_data", "toy_network",
+__all__ = ["TOY_WIDTHS", "TrainedModel", "digits_cnn", "toy_data", "toy_network",
            "train_digits", "train_toy", "with_state"]

@@ -30,10 +30,51 @@ def _settings(quick: bool) -> dict:
                 digits_margin=0.3, digits_max_regions=None, dpi=110, n_templates=4)
 
 
+def run_demo(out: str | Path = "maxaffine-demo", *, quick: bool = False, seed: int = 0,
+             device: str = "cpu", progress: bool = True, verbose: bool = False,
+             overwrite: bool = False) -> Path:
+    """Train both demo models and write the HTML report into ``out``.
+
+    Parameters
+    ----------
+    out : path
+        Output folder: new, empty, or a previous maxaffine report (replaced atomically with
+        ``overwrite=True``); checked before training starts.
+    quick : bool
+        Fewer epochs and coarser pictures (for tests: well under 20 s).
+    seed : int
+    device : str
+        Torch device for training; the geometry is computed in float64 on the CPU.
+    progress : bool
+        Progress bars.
+    verbose : bool
+        Unused; kept for a uniform command line.
+    overwrite : bool
+        Replace a previous maxaffine report in ``out``.
+
+    Returns
+    -------
+    Path
+        The written ``index.html``.
+
+    Raises
+    ------
+    InputError
+        ``out`` is refused (see :func:`maxaffine.report.output.check_destination`).
+    """
+    return build_demo_report(Path(out), quick=quick, seed=seed, device=device,
+                             progress=progress, verbose=verbose, overwrite=overwrite)
+
+
 def build_demo_report(out: Path, *, quick: bool = False, seed: int = 0, device: str = "cpu",
-                      progress: bool = True, verbose: bool = False) -> Path:
-    """Train the demo models and write the report (see :func:`maxaffine.demo.run_demo`)."""
+                      progress: bool = True, verbose: bool = False,
+                      overwrite: bool = False) -> Path:
+    """Train the demo models and write the report (see :func:`run_demo`)."""
     import matplotlib
+
+    from .output import check_destination
+
+    check_destination(out, overwrite=overwrite)
 
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo"):
         matplotlib.use("Agg")
@@ -41,7 +82,7 @@ def build_demo_report(out: Path, *, quick: bool = False, seed: int = 0, device: 
     # small models: one thread beats two contending ones on a shared 2-core machine
     torch.set_num_threads(1)
     try:
-        return _build(Path(out), _settings(quick), quick, seed, device, progress)
+        return _build(Path(out), _settings(quick), quick, seed, device, progress, overwrite)
     finally:
         torch.set_num_threads(threads)
 
@@ -57,7 +98,8 @@ def _scatter(ax, X: np.ndarray, y: np.ndarray, n_classes: int, size: float = 8) 
                linewidths=0.4, zorder=7, gid="points")
 
 
-def _build(out: Path, cfg: dict, quick: bool, seed: int, device: str, progress: bool) -> Path:
+def _build(out: Path, cfg: dict, quick: bool, seed: int, device: str, progress: bool,
+           overwrite: bool) -> Path:
     import matplotlib.pyplot as plt
 
     from .. import demo, plot
@@ -261,9 +303,16 @@ def _build(out: Path, cfg: dict, quick: bool, seed: int, device: str, progress: 
     steps.update()
     steps.set_postfix_str("writing")
     rep.record("seconds", time.perf_counter() - t_start)
-    path = rep.write(out)
+    path = rep.write(out, overwrite=overwrite)
     steps.update()
     steps.close()
+    digits_slice = rep.numbers["digits"]
+    if not digits_slice["slice_complete"]:
+        warnings.warn(BudgetWarning(
+            f"the digits slice stopped at the budget of {cfg['digits_max_regions']:,} regions "
+            f"({'--quick' if quick else 'budget'}), so its picture in the report is a partial "
+            "subdivision without a decision boundary; run without --quick for the complete "
+            "slice"), stacklevel=2)
     return path
 
 
@@ -309,11 +358,13 @@ def _digits_section(rep: Report, cnn, cfg: dict, progress: bool) -> None:
                "The plane through three test images (a 0, a 3 and a 7, drawn beside the "
                "corners of the triangle) in the 64-dimensional input space. Each tile is one "
                f"of the CNN's {part.n_regions} linear regions on this triangle"
-               + ("" if part.complete else " (budget reached: partial subdivision)")
-               + ", coloured by predicted digit; thin lines are region edges (coloured by the "
-               "layer whose unit created them) and the black line is the exact decision "
-               "boundary. The images are recognised at the corners; in between the network "
-               "passes through other classes.", dpi=cfg["dpi"])
+               + (", coloured by predicted digit; thin lines are region edges (coloured by "
+                  "the layer whose unit created them) and the black line is the exact "
+                  "decision boundary. The images are recognised at the corners; in between "
+                  "the network passes through other classes." if part.complete else
+                  " so far: the budget stopped the subdivision, so tiles are coloured by VQ "
+                  "code and no decision boundary is drawn (it needs the complete "
+                  "partition)."), dpi=cfg["dpi"])
     rep.record("digits", {"epochs": cfg["digits_epochs"], "train_accuracy": final["train_acc"],
                           "test_accuracy": final["test_acc"],
                           "slice_regions": part.n_regions, "slice_complete": part.complete,

@@ -1,8 +1,8 @@
 """A self-contained HTML report: sections, captioned figures (inlined base64), tables, numbers.
 
-Everything is kept in memory until :meth:`Report.write`, which renders into a temporary
-folder next to the destination and moves the finished files into place, so a failing
-analysis never leaves a half-written report behind.
+Everything is kept in memory until :meth:`Report.write`, which stages the finished files
+beside the destination and switches them into place in one step, so a failing analysis
+never leaves a half-written report behind and no file maxaffine did not write is touched.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0;
@@ -211,46 +210,55 @@ class Report:
                    "figures/.</p></main></body></html>")
         return "\n".join(out)
 
-    def write(self, out_dir: str | os.PathLike) -> Path:
+    def files(self) -> dict[str, bytes]:
+        """Every file of the report, as ``{relative path: bytes}`` (what :meth:`write` writes).
+
+        ``index.html``, ``numbers.json``, one ``<table>.csv`` per table and
+        ``figures/<name>.<ext>`` per figure; the manifest is added by :meth:`write`.
+        """
+        out: dict[str, bytes] = {}
+        for f in self.figures:
+            out[f"figures/{f.name}.{f.extension}"] = f.data
+        for t in self.tables:
+            buffer = io.StringIO(newline="")
+            writer = csv.writer(buffer)
+            writer.writerow(t.columns)
+            writer.writerows(t.rows)
+            out[f"{t.name}.csv"] = buffer.getvalue().encode("utf-8")
+        out["numbers.json"] = (json.dumps(self.numbers, indent=2) + "\n").encode("utf-8")
+        out["index.html"] = self.render().encode("utf-8")
+        return out
+
+    def write(self, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write ``index.html``, ``numbers.json``, the CSV tables and ``figures/`` atomically.
 
-        Files are rendered into a temporary folder beside ``out_dir`` and moved into place
-        only when all of them are complete.
+        The folder gets a manifest (``maxaffine-manifest.json``: every file with its SHA-256).
+        A new or empty folder is filled; a previous maxaffine report is replaced only with
+        ``overwrite=True`` and only if it holds nothing maxaffine did not write; any other
+        non-empty folder is refused. The switch from the old report to the new one is a single
+        rename, so an error or Ctrl-C leaves either the old report or the new one, never a mix
+        (rules in :mod:`maxaffine.report.output`).
+
+        Parameters
+        ----------
+        out_dir : path
+        overwrite : bool
+            Replace a previous maxaffine report in ``out_dir``.
 
         Returns
         -------
         Path
             The path of ``index.html``.
+
+        Raises
+        ------
+        InputError
+            The folder is refused or cannot be written; the message names it and the fix.
         """
-        out = Path(out_dir)
-        parent = out.resolve().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(20, "output path exists and is not a folder", str(out))
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-        try:
-            (staging / "figures").mkdir()
-            for f in self.figures:
-                (staging / "figures" / f"{f.name}.{f.extension}").write_bytes(f.data)
-            for t in self.tables:
-                with open(staging / f"{t.name}.csv", "w", newline="") as fh:
-                    writer = csv.writer(fh)
-                    writer.writerow(t.columns)
-                    writer.writerows(t.rows)
-            (staging / "numbers.json").write_text(json.dumps(self.numbers, indent=2) + "\n")
-            (staging / "index.html").write_text(self.render(), encoding="utf-8")
-            if not out.exists():
-                os.replace(staging, out)
-            else:
-                for item in staging.iterdir():
-                    target = out / item.name
-                    if target.is_dir() and not target.is_symlink():
-                        shutil.rmtree(target)
-                    os.replace(item, target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-        return out / "index.html"
+        from .output import write_files
+
+        write_files(out_dir, self.files(), overwrite=overwrite)
+        return Path(out_dir) / "index.html"
 
 
 __all__ = ["Figure", "Report", "Table", "figure_bytes"]

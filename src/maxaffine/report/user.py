@@ -15,9 +15,10 @@ import importlib.util
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,6 +59,12 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
         sys.modules[mod_name] = module
         try:
             spec_.loader.exec_module(module)
+        except SystemExit as exc:  # a script run at import: say so instead of exiting mutely
+            sys.modules.pop(mod_name, None)
+            raise InputError(
+                f"importing {where} called sys.exit({exc.code!r}); the model file is run as "
+                "Python code on import, so put script code under "
+                "`if __name__ == \"__main__\":`") from None
         except Exception as exc:  # the user's code: report it in one line
             sys.modules.pop(mod_name, None)
             raise InputError(f"importing {where} failed: {type(exc).__name__}: {exc}") from exc
@@ -66,6 +73,9 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
             module = importlib.import_module(where)
         except ImportError as exc:
             raise InputError(f"cannot import module {where!r}: {exc}") from exc
+        except SystemExit as exc:
+            raise InputError(f"importing module {where!r} called sys.exit({exc.code!r}); put "
+                             "script code under `if __name__ == \"__main__\":`") from None
     factory = getattr(module, name, None)
     if factory is None or not callable(factory):
         found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
@@ -79,6 +89,9 @@ def build_model(spec: str) -> nn.Module:
     factory = load_factory(spec)
     try:
         model = factory()
+    except SystemExit as exc:
+        raise InputError(f"calling {spec}() called sys.exit({exc.code!r}); the factory must "
+                         "return an nn.Module") from None
     except Exception as exc:
         raise InputError(f"calling {spec}() failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
@@ -133,11 +146,14 @@ class Data:
     X : Tensor, shape (N, *in_shape), float64
     y : Tensor, shape (N,) int64, or None
     name : str
+    n_test : int or None
+        For a bundled dataset, the first ``n_test`` points are its test split.
     """
 
     X: torch.Tensor
     y: torch.Tensor | None
     name: str
+    n_test: int | None = None
 
 
 def _bundled(name: str, model: nn.Module, seed: int) -> Data:
@@ -159,7 +175,7 @@ def _bundled(name: str, model: nn.Module, seed: int) -> Data:
         y = torch.cat([ds.y_test, ds.y_train])
         try:
             _probe(model, X)
-            return Data(X, y, f"{name} (test split first)")
+            return Data(X, y, f"{name} (test split first)", n_test=len(ds.X_test))
         except InputError as exc:
             errors.append(str(exc))
     raise InputError(f"the model does not accept {name} inputs: {errors[-1]}")
@@ -225,21 +241,51 @@ def load_data(spec: str | None, model: nn.Module, *, seed: int = 0) -> Data:
     key_x = next((k for k in ("X", "x", "inputs", "data") if k in content), None)
     if key_x is None:
         raise InputError(f"{path} has no array 'X' (found: {', '.join(map(str, content)) or 'nothing'})")
-    X = torch.as_tensor(np.asarray(content[key_x]), dtype=torch.float64)
+    raw_x = content[key_x]
+    arr_x = raw_x.detach().cpu().numpy() if isinstance(raw_x, torch.Tensor) else np.asarray(raw_x)
+    if not (np.issubdtype(arr_x.dtype, np.number) or arr_x.dtype == bool) or \
+            np.issubdtype(arr_x.dtype, np.complexfloating):
+        raise InputError(f"{key_x} in {path} has dtype {arr_x.dtype}; inputs must be real "
+                         "numbers (an array of shape (N, *in_shape))")
+    X = torch.as_tensor(arr_x.astype(np.float64))
     if X.dim() < 2 or len(X) < 3:
         raise InputError(f"X in {path} must have shape (N, *in_shape) with N >= 3; got "
                          f"{tuple(X.shape)}")
     if not torch.isfinite(X).all():
         raise InputError(f"X in {path} contains NaN or infinite values")
     key_y = next((k for k in ("y", "Y", "labels", "targets") if k in content), None)
+    out = _probe(model, X)
     y = None
     if key_y is not None:
-        y = torch.as_tensor(np.asarray(content[key_y]))
-        if y.shape != (len(X),):
-            raise InputError(f"y in {path} must have shape ({len(X)},); got {tuple(y.shape)}")
-        y = y.long() if not y.is_floating_point() else None
-    _probe(model, X)
+        y = _labels(content[key_y], len(X), out.reshape(len(out), -1).shape[1], f"{key_y} in {path}")
     return Data(X, y, path.name)
+
+
+def _labels(raw, n: int, n_outputs: int, where: str) -> torch.Tensor:
+    """Class labels as int64 (N,): integers (or integral floats) in [0, n_outputs)."""
+    arr = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+    if arr.shape != (n,):
+        raise InputError(f"{where} must have shape ({n},); got {tuple(arr.shape)}")
+    if arr.dtype == bool:
+        arr = arr.astype(np.int64)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"{where} has dtype {arr.dtype}, not class indices; labels must be "
+                         f"integers 0..C-1 (map class names to integers first)")
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            raise InputError(f"{where} holds non-integer labels (e.g. {arr[bad][0].item()!r}); labels "
+                             f"must be class indices 0..C-1; pass y as integers, or leave it "
+                             "out for a report without accuracy")
+    y = torch.as_tensor(arr.astype(np.int64))
+    if n_outputs > 1 and (int(y.min()) < 0 or int(y.max()) >= n_outputs):
+        raise InputError(f"{where} holds labels from {int(y.min())} to {int(y.max())}, but the "
+                         f"model has {n_outputs} outputs (classes 0..{n_outputs - 1}); fix the "
+                         "labels or the model")
+    if n_outputs == 1 and int(y.min()) < 0:
+        raise InputError(f"{where} holds negative labels ({int(y.min())}); labels must be "
+                         "class indices >= 0")
+    return y
 
 
 def parse_points(spec: str | None, data: Data) -> list[int]:
@@ -269,7 +315,8 @@ def parse_points(spec: str | None, data: Data) -> list[int]:
 def build_model_report(model_spec: str, out: str | Path, *, weights: str | Path | None = None,
                        data: str | None = None, points: str | None = None, seed: int = 0,
                        device: str = "cpu", max_regions: int = 50_000, progress: bool = True,
-                       verbose: bool = False, output: Any = None) -> Path:
+                       verbose: bool = False, output: Any = None,
+                       overwrite: bool = False) -> Path:
     """Analyse a user's model and write ``index.html`` (+ JSON/CSV) into ``out``.
 
     Parameters
@@ -278,6 +325,8 @@ def build_model_report(model_spec: str, out: str | Path, *, weights: str | Path 
         ``"file.py:factory"`` or ``"package.module:factory"``; the factory is called without
         arguments and must return an ``nn.Module``.
     out : path
+        Output folder: new, empty, or a previous maxaffine report (replaced only with
+        ``overwrite=True``); checked before any work.
     weights : path, optional
         A state_dict file (loaded with ``torch.load(weights_only=True)``).
     data : str, optional
@@ -294,38 +343,52 @@ def build_model_report(model_spec: str, out: str | Path, *, weights: str | Path 
     output : int, str or callable, optional
         For a forward returning a tuple/dict: which output to analyse (see
         :func:`maxaffine.trace`).
+    verbose : bool
+        Unused; kept for a uniform command line.
+    overwrite : bool
+        Replace a previous maxaffine report in ``out``.
 
     Returns
     -------
     Path
         The written ``index.html``.
 
+    Warns
+    -----
+    BudgetWarning
+        The slice partition stopped at ``max_regions``: the report shows a partial
+        subdivision and no decision boundary.
+
     Raises
     ------
     UnsupportedLayerError
         The model has layers that are not piecewise-affine (every offender is listed).
     InputError, FileNotFoundError
-        Bad model spec, weights, data or points.
+        Bad model spec, weights, data, points or output folder.
     """
     import matplotlib
+
+    from .output import check_destination
 
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo"):
         matplotlib.use("Agg")
 
     if max_regions < 1:
         raise InputError(f"max_regions must be positive; got {max_regions}")
+    check_destination(out, overwrite=overwrite)
     t_start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batched passes: one thread avoids contention
     try:
-        return _build(model_spec, out, weights, data, points, seed, max_regions, progress,
-                      t_start, output)
+        path = _build(model_spec, out, weights, data, points, seed, max_regions, progress,
+                      t_start, output, overwrite)
     finally:
         torch.set_num_threads(threads)
+    return path
 
 
 def _build(model_spec, out, weights, data, points, seed, max_regions, progress, t_start,
-           output=None):
+           output=None, overwrite=False):
     from .._capture import with_output
     from ..trace import trace
 
@@ -340,14 +403,21 @@ def _build(model_spec, out, weights, data, points, seed, max_regions, progress, 
     tr = trace(model, dataset.X[:2])  # raises UnsupportedLayerError listing every offender
     rep = _analyse(tr, model, dataset, idx, model_spec, weights, seed, max_regions, progress)
     rep.record("seconds", time.perf_counter() - t_start)
-    return rep.write(out)
+    path = rep.write(out, overwrite=overwrite)
+    if not rep.numbers["slice"]["complete"]:
+        warnings.warn(BudgetWarning(
+            f"the slice partition stopped at the budget of {max_regions:,} regions, so the "
+            "report shows a partial subdivision and no decision boundary; raise --max-regions "
+            "for the complete partition"), stacklevel=2)
+    return path
 
 
 def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions, progress):
     import matplotlib.pyplot as plt
 
     from .. import plot
-    from ..affine import affine_map, codes as vq_codes
+    from ..affine import affine_map
+    from ..affine import codes as vq_codes
     from ..complexity import local_complexity
     from ..partition import Slice, partition_slice
     from . import _draw
@@ -365,19 +435,31 @@ def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions,
     units = [tr.layer_units(n) for n in layers]
     with torch.no_grad():
         out = torch.cat([tr.forward(X[i:i + 1024]) for i in range(0, len(X), 1024)])
-    acc = float((out.argmax(1) == data.y).double().mean()) if (data.y is not None and C > 1) else None
+    acc = acc_test = None
+    if data.y is not None and C > 1:
+        hit = (out.argmax(1) == data.y).double()
+        acc = float(hit.mean())
+        if data.n_test:
+            acc_test = float(hit[:data.n_test].mean())
+    if acc is None:
+        acc_text = ""
+    elif acc_test is not None:
+        acc_text = (f"; accuracy {acc_test:.4f} on its test split (the first {data.n_test} "
+                    f"points), {acc:.4f} on all {len(X)} points")
+    else:
+        acc_text = f"; accuracy {acc:.4f} on all {len(X)} points"
     rep.section("Model and data",
                 f"{type(model).__name__} with {n_params:,} parameters, input shape "
                 f"{tuple(tr.in_shape)}, {C} output(s), {len(layers)} piecewise layer(s) "
                 f"({sum(units):,} units). Weights: {weights or 'as initialised by the factory'}. "
-                f"Data: {data.name}, {len(X)} points"
-                + (f"; accuracy {acc:.4f}" if acc is not None else "") + ".")
+                f"Data: {data.name}, {len(X)} points{acc_text}.")
     rep.table("layers", ["layer", "rule", "units", "shape"],
               [(n, type(tr.node(n).rule).__name__, u, str(tuple(tr.node(n).shape)))
                for n, u in zip(layers, units)], caption="Piecewise (MASO) layers in graph order")
     rep.record("model", {"spec": model_spec, "weights": str(weights) if weights else None,
                          "parameters": n_params, "in_shape": list(tr.in_shape), "outputs": C,
                          "layers": dict(zip(layers, units)), "accuracy": acc,
+                         "test_accuracy": acc_test, "n_test": data.n_test,
                          "data": data.name, "n_points": len(X), "points": idx})
     steps.update()
 
@@ -437,9 +519,14 @@ def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions,
                 f" ({int(data.y[i])})" if data.y is not None else "") for i in idx])
         except InputError:
             pass  # inputs that are not images: the anchors are marked as points only
-    rep.figure(fig, "partition", "Linear regions and decision boundary",
+    has_boundary = complete and C > 1
+    rep.figure(fig, "partition",
+               "Linear regions and decision boundary" if has_boundary else "Linear regions",
                f"Every tile is a linear region on which the model is exactly affine, {how}; "
-               "edges are coloured by the layer whose unit created them.")
+               "edges are coloured by the layer whose unit created them."
+               + ("" if complete else " The budget stopped the subdivision (raise "
+                  "--max-regions), so no decision boundary is drawn: it needs the complete "
+                  "partition."))
     db = part.decision_boundary() if complete else None
     rows = [("regions", stats.n_regions), ("regions above area threshold", stats.n_above),
             ("slivers", stats.n_slivers), ("mean area", stats.area_mean),

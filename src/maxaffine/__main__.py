@@ -1,0 +1,8 @@
+"""``python -m maxaffine``: the command line (same as the ``maxaffine`` script)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
