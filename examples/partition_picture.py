@@ -8,8 +8,10 @@
 3. ``partition-digits.png``: a 64 -> 64 -> 64 -> 10 MLP on the 8x8 digits, sliced through
    three test digits of different classes, the digits drawn at the triangle's corners.
 
-Run ``python examples/partition_picture.py [--out DIR] [--quick]``; ``--quick`` trains for a
-few epochs on fewer samples (a smoke test; the pictures are then less tidy).
+Run ``python examples/partition_picture.py [--out DIR] [--quick]``; the pictures go to
+``partition-pictures/`` in the current folder (``--out docs/figures`` regenerates the committed
+figures). ``--quick`` trains for a few epochs on fewer samples (a smoke test; the pictures are
+then less tidy).
 """
 
 from __future__ import annotations
@@ -124,8 +126,8 @@ def figure_digits(out: Path, quick: bool) -> Path:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs"
-                        / "figures")
+    parser.add_argument("--out", type=Path, default=Path("partition-pictures"),
+                        help="output folder (default: partition-pictures/)")
     parser.add_argument("--quick", action="store_true", help="train briefly (smoke test)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,11 @@
 
     python examples/residual_cnn.py                 # trains briefly, saves residual_cnn.pt
     maxaffine report --model examples/residual_cnn.py:make_model \
-        --weights residual_cnn.pt --data digits --points 0,1,2 --out residual-report
+        --weights residual_cnn.pt --data digits --points 0,1255,511 --out residual-report
 
 The residual block computes relu(conv2(relu(conv1(z))) + z): a sum of piecewise-affine maps,
-so the whole network is still a max-affine spline (DESIGN.md §2) and maxaffine reads it
-exactly.
+so the whole network is still a composition of max-affine spline operators, affine on each
+linear region, and maxaffine reads it exactly.
 """
 
 from __future__ import annotations

@@ -196,3 +196,27 @@ def test_bad_inputs_exit_with_one_message(tmp_path, capsys, monkeypatch, args, m
     assert code == cli.EXIT_USAGE
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_report_accuracy_is_labelled_by_split_and_default_points_span_three_classes(
+        tmp_path, capsys):
+    f = tmp_path / "mlp.py"
+    f.write_text(MLP_FILE)
+    out = tmp_path / "rep"
+    assert cli.main(["report", "--model", f"{f}:make_model", "--data", "toy", "--out",
+                     str(out), "-q"]) == 0, capsys.readouterr().err
+    numbers = json.loads((out / "numbers.json").read_text())["model"]
+    data = load_data("toy", load_factory(f"{f}:make_model")())
+    n_test = numbers["n_test"]
+    assert n_test == data.n_test and 0 < n_test < len(data.X)
+    net = load_factory(f"{f}:make_model")().double().eval()
+    with torch.no_grad():
+        hit = (net(data.X).argmax(1) == data.y).double()
+    assert numbers["test_accuracy"] == pytest.approx(float(hit[:n_test].mean()), abs=1e-12)
+    assert numbers["accuracy"] == pytest.approx(float(hit.mean()), abs=1e-12)
+    html = (out / "index.html").read_text()
+    assert f"on its test split (the first {n_test} points)" in html
+    # the documented default of --points: the first points of three different classes
+    labels = [int(data.y[i]) for i in numbers["points"]]
+    assert len(set(labels)) == 3
+    assert numbers["points"] == [int((data.y == c).nonzero()[0, 0]) for c in labels]

@@ -34,7 +34,7 @@ def env() -> dict[str, str]:
 
 def run(args: list[str], cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """``python -m maxaffine ARGS`` in ``cwd``; text output captured."""
-    return subprocess.run([sys.executable, "-m", "maxaffine", *args], cwd=cwd, env=env(),
+    return subprocess.run([sys.executable, "-m", "maxaffine", *args], cwd=cwd, env=env(), check=False,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from clihelp import MLP_FILE, run, tree
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -126,7 +125,8 @@ def test_integral_float_labels_and_negative_points(work, tmp_path):
                 "--points", "-1,-2,-3", "--max-regions", "5", "--out", str(out)], cwd=work)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "note: the slice partition stopped at the budget of 5 regions" in proc.stderr
+    assert "note: the slice partition is partial (stopped at" in proc.stderr
+    assert "max_regions=5" in proc.stderr and "raise --max-regions" in proc.stderr
     assert "partial" in proc.stdout and "Report:" in proc.stdout
     import json
 

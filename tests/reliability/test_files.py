@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from clihelp import MLP_FILE, env, run, tree
+
 from maxaffine.errors import InputError
 from maxaffine.report import MANIFEST, Report
 from maxaffine.report.output import check_destination, read_manifest
@@ -328,7 +328,7 @@ def test_a_write_that_fails_half_way_keeps_the_old_report_and_names_no_staging(t
             print(exc)
             sys.exit(7)
     ''')
-    proc = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, check=False,
                           text=True, timeout=120)
     assert proc.returncode == 7, proc.stderr
     assert f"cannot write the report to {out}" in proc.stdout
@@ -352,3 +352,21 @@ def test_unwritable_out_is_refused_before_any_work_naming_the_folder(tmp_path):
     assert proc.returncode == 2 and "is not writable" in proc.stderr, proc.stderr
     assert "staging" not in proc.stderr and "locked/." not in proc.stderr
     assert list(locked.iterdir()) == []
+
+
+def test_partition_picture_example_does_not_overwrite_committed_figures(tmp_path,
+                                                                          monkeypatch):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "partition_picture.py"
+    spec = importlib.util.spec_from_file_location("partition_picture_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seen = []
+    for name in ("figure_mlp", "figure_subdivision", "figure_digits"):
+        monkeypatch.setattr(module, name, lambda out, quick, _n=name: seen.append(out) or
+                            out / f"{_n}.png")
+    monkeypatch.chdir(tmp_path)
+    module.main([])
+    assert seen and all(p == Path("partition-pictures") for p in seen)
+    assert (tmp_path / "partition-pictures").is_dir()

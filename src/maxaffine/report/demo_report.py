@@ -24,10 +24,10 @@ TOY_LC_RADIUS = 0.25
 
 def _settings(quick: bool) -> dict:
     if quick:
-        return dict(toy_epochs=20, digits_epochs=3, strip=5, gif_every=2, lattice=5,
-                    digits_margin=0.0, digits_max_regions=20000, dpi=80, n_templates=3)
-    return dict(toy_epochs=80, digits_epochs=12, strip=7, gif_every=1, lattice=7,
-                digits_margin=0.3, digits_max_regions=None, dpi=110, n_templates=4)
+        return {"toy_epochs": 20, "digits_epochs": 3, "strip": 5, "gif_every": 2, "lattice": 5,
+                "digits_margin": 0.0, "digits_max_regions": 20000, "dpi": 80, "n_templates": 3}
+    return {"toy_epochs": 80, "digits_epochs": 12, "strip": 7, "gif_every": 1, "lattice": 7,
+            "digits_margin": 0.3, "digits_max_regions": None, "dpi": 110, "n_templates": 4}
 
 
 def run_demo(out: str | Path = "maxaffine-demo", *, quick: bool = False, seed: int = 0,
@@ -283,7 +283,7 @@ def _build(out: Path, cfg: dict, quick: bool, seed: int, device: str, progress: 
               [(r["epoch"], r["loss"], r["train_acc"], r["test_acc"], *row[1:])
                for r, row in zip(hist, rows)], show=False,
               caption="Toy network per epoch")
-    shown = sorted(set(int(i) for i in strip) | {len(rows) - 1})
+    shown = sorted({int(i) for i in strip} | {len(rows) - 1})
     rep.table("toy_epochs_summary", ["epoch", "train acc", "test acc", "regions (layer 1)",
                                      "regions (final)", "LC train", "LC test"],
               [(hist[i]["epoch"], hist[i]["train_acc"], hist[i].get("test_acc", float("nan")),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 import time
 import warnings
@@ -406,10 +407,38 @@ def _build(model_spec, out, weights, data, points, seed, max_regions, progress, 
     path = rep.write(out, overwrite=overwrite)
     if not rep.numbers["slice"]["complete"]:
         warnings.warn(BudgetWarning(
-            f"the slice partition stopped at the budget of {max_regions:,} regions, so the "
-            "report shows a partial subdivision and no decision boundary; raise --max-regions "
-            "for the complete partition"), stacklevel=2)
+            f"the slice partition is partial ({rep.numbers['slice']['stopped_by']}), so the "
+            "report shows a partial subdivision and no decision boundary; "
+            + _budget_fix(rep.numbers["slice"]["stopped_by"])), stacklevel=2)
     return path
+
+
+def _budget_fix(reason: str) -> str:
+    if "memory" in reason:
+        return ("the machine's free memory set the limit: free memory, or choose --points "
+                "closer together (a smaller triangle holds fewer regions)")
+    return "raise --max-regions for the complete partition"
+
+
+def _partition_with_reason(tr, slc, max_regions: int, progress: bool):
+    """The slice partition, and why it stopped early (empty when complete)."""
+    from ..partition import partition_slice
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BudgetWarning)
+        part = partition_slice(tr, slc, max_regions=max_regions, progress=progress)
+    reason = ""
+    for w in caught:
+        if issubclass(w.category, BudgetWarning):
+            text = str(w.message)
+            found = re.search(r"stopped at (\d+) regions \((.*?)\) during", text)
+            reason = (f"stopped at {int(found.group(1)):,} regions by {found.group(2)}"
+                      if found else text)
+        else:  # anything else is shown as it would have been
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if not part.complete and not reason:
+        reason = f"stopped at {part.n_regions:,} regions by max_regions={max_regions}"
+    return part, reason
 
 
 def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions, progress):
@@ -419,7 +448,7 @@ def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions,
     from ..affine import affine_map
     from ..affine import codes as vq_codes
     from ..complexity import local_complexity
-    from ..partition import Slice, partition_slice
+    from ..partition import Slice
     from . import _draw
     from .html import Report
 
@@ -475,17 +504,15 @@ def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions,
         slc = Slice.through(anchors[0], anchors[1], anchors[2], margin=0.25)
         where = f"the plane through data points {idx[0]}, {idx[1]}, {idx[2]}"
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BudgetWarning)
-        part = partition_slice(tr, slc, max_regions=max_regions, progress=progress)
+    part, stopped_by = _partition_with_reason(tr, slc, max_regions, progress)
     t_part = time.perf_counter() - t0
     complete = part.complete
     stats = part.stats()
     rep.section("Linear regions on a 2D slice",
                 f"Exact partition of {where} into the model's linear regions: "
                 f"{part.n_regions:,} regions in {t_part:.2f} s"
-                + ("" if complete else f" (stopped at the budget of {max_regions:,} regions: "
-                   "partial subdivision)") + ".")
+                + ("" if complete else f" (partial: {stopped_by}; {_budget_fix(stopped_by)})")
+                + ".")
     n_panels = min(len(layers), 4)
     show = sorted(set(np.linspace(0, len(layers) - 1, n_panels).round().astype(int).tolist()))
     if len(layers) > 1 and len(part.history) >= len(layers):
@@ -498,11 +525,15 @@ def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions,
                    "boundaries bend where they cross earlier ones.")
     fig, ax = plt.subplots(figsize=(7, 7))
     lw = 0.4 if part.n_regions < 2000 else 0.1
+    db = part.decision_boundary() if complete else None
     if complete and C > 1:
         plot.plot_partition(part, color_by="class", ax=ax, boundary=False, linewidth=lw,
                             edge_alpha=0.4, legend="below")
-        _draw.draw_boundary(ax, _draw.boundary_segments(part))
-        how = "coloured by predicted class, with the exact decision boundary (black)"
+        _draw.draw_boundary(ax, db.segments)
+        how = ("coloured by predicted class, with the exact decision boundary (black)"
+               if db.pieces else "coloured by predicted class; the model predicts one class "
+               "on the whole slice, so no decision boundary crosses it (choose --points of "
+               "different classes to see one)")
     elif complete:
         plot.plot_partition(part, color_by="output", ax=ax, linewidth=lw, edge_alpha=0.4,
                             colorbar=True, legend="below")
@@ -519,7 +550,7 @@ def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions,
                 f" ({int(data.y[i])})" if data.y is not None else "") for i in idx])
         except InputError:
             pass  # inputs that are not images: the anchors are marked as points only
-    has_boundary = complete and C > 1
+    has_boundary = complete and C > 1 and bool(db.pieces)
     rep.figure(fig, "partition",
                "Linear regions and decision boundary" if has_boundary else "Linear regions",
                f"Every tile is a linear region on which the model is exactly affine, {how}; "
@@ -527,7 +558,6 @@ def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions,
                + ("" if complete else " The budget stopped the subdivision (raise "
                   "--max-regions), so no decision boundary is drawn: it needs the complete "
                   "partition."))
-    db = part.decision_boundary() if complete else None
     rows = [("regions", stats.n_regions), ("regions above area threshold", stats.n_above),
             ("slivers", stats.n_slivers), ("mean area", stats.area_mean),
             ("std area", stats.area_std), ("vertices per region (mean)", stats.vertices_mean),
@@ -537,7 +567,7 @@ def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions,
             ("seconds", t_part)]
     rep.table("slice_stats", ["statistic", "value"], rows,
               caption="Partition statistics (slice coordinates)")
-    rep.record("slice", {k: v for k, v in rows} | {"complete": complete})
+    rep.record("slice", dict(rows) | {"complete": complete, "stopped_by": stopped_by or None})
     steps.update()
 
     # -- templates ----------------------------------------------------------------------------
