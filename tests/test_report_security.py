@@ -16,7 +16,8 @@ from torch import nn
 
 import maxaffine
 from maxaffine.errors import InputError
-from maxaffine.report import MANIFEST, Report, load_data, load_weights
+from maxaffine.report import Report, load_data, load_weights
+from maxaffine.report.output import MANIFEST
 from maxaffine.report.user import build_model
 
 PACKAGE = Path(maxaffine.__file__).resolve().parent

@@ -20,8 +20,8 @@ import pytest
 from clihelp import MLP_FILE, env, run, tree
 
 from maxaffine.errors import InputError
-from maxaffine.report import MANIFEST, Report
-from maxaffine.report.output import check_destination, read_manifest
+from maxaffine.report import Report
+from maxaffine.report.output import MANIFEST, check_destination, read_manifest
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and links")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from .demo_report import run_demo
 from .html import Figure, Report, Table, figure_bytes
-from .output import MANIFEST, check_destination
+from .output import check_destination
 from .user import Data, build_model_report, load_data, load_factory, load_weights
 
-__all__ = ["MANIFEST", "Data", "Figure", "Report", "Table", "build_model_report",
+__all__ = ["Data", "Figure", "Report", "Table", "build_model_report",
            "check_destination", "figure_bytes", "load_data", "load_factory", "load_weights",
            "run_demo"]

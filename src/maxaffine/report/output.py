@@ -117,7 +117,13 @@ def _foreign_entries(folder: Path, previous: dict) -> list[str]:
     allowed_dirs = {str(PurePosixPath(n).parent) for n in previous} - {"."}
     allowed_dirs |= {str(p) for n in allowed_dirs for p in PurePosixPath(n).parents} - {"."}
     foreign: list[str] = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
+
+    def unreadable(err: OSError) -> None:
+        where = Path(err.filename or folder)
+        foreign.append(f"{where.relative_to(folder).as_posix() if where != folder else '.'} "
+                       f"(unreadable: {err.strerror})")
+
+    for root, dirs, files in os.walk(folder, followlinks=False, onerror=unreadable):
         rel_root = PurePosixPath(Path(root).relative_to(folder).as_posix())
         for name in sorted(dirs):
             rel = str(rel_root / name) if str(rel_root) != "." else name
