@@ -2,14 +2,13 @@
 
 import pytest
 import torch
+from archs import FAMILIES, random_network
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
 import maxaffine
 from maxaffine.testing import jacobian_oracle
-
-from archs import FAMILIES, random_network
 
 
 @given(family=st.sampled_from(FAMILIES), seed=st.integers(0, 10_000))

@@ -7,9 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from maxaffine.callbacks import (HessianComplexityCallback, LocalComplexityCallback,
-                                 MeasureCallback, MemorizationCallback, TemplateCosineCallback,
-                                 log_spaced_epochs, template_cosine)
+from maxaffine.callbacks import (
+    HessianComplexityCallback,
+    LocalComplexityCallback,
+    MeasureCallback,
+    MemorizationCallback,
+    TemplateCosineCallback,
+    log_spaced_epochs,
+    template_cosine,
+)
 from maxaffine.complexity import hessian_complexity, local_complexity
 from maxaffine.training import train
 

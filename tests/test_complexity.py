@@ -27,7 +27,7 @@ def _literal_count(layers, verts):
     count the units whose sign (input of a ReLU, or the output) or max-pool argmax is not
     constant over the vertices."""
     h, count = verts, 0
-    for i, m in enumerate(layers):
+    for m in layers:
         if isinstance(m, nn.ReLU):
             s = h > 0
             count += int((s != s[:1]).any(0).sum())
@@ -73,7 +73,7 @@ def test_local_complexity_matches_per_sample_numpy_count(widths, directions):
     expect_total, expect_layers = [], []
     for n in range(6):
         h, per = V[n], []
-        for i, (W, b) in enumerate(params):
+        for W, b in params:
             z = h @ W.T + b
             sign = z > 0
             per.append(int((sign != sign[:1]).any(0).sum()))
@@ -117,7 +117,7 @@ def _deep_prefix():
 def test_local_complexity_affine_prefix_of_several_ops(directions):
     # conv + batch norm before the first ReLU (prefix wider than the input), max-pooling
     # counted by its argmax; and a prefix of two linear maps on a flattened image (rank 7 < 16)
-    for net, shape, layers in [(_conv_net(), (1, 8, 8), None), (_deep_prefix(), (1, 4, 4), None)]:
+    for net, shape, _layers in [(_conv_net(), (1, 8, 8), None), (_deep_prefix(), (1, 4, 4), None)]:
         x = torch.randn(5, *shape, dtype=torch.float64)
         kw = dict(radius=0.8, n_vertices=8, seed=7, directions=directions)
         lc = local_complexity(net, x, **kw)

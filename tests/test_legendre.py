@@ -18,7 +18,6 @@ from maxaffine.legendre import (
 from maxaffine.power import MASO
 
 
-
 class Wave(nn.Module):
     """f(x) = (sin x1 + 0.5 cos 2 x2,  0.25 x1^2 - x1 x2): Hessians known in closed form."""
 

@@ -71,8 +71,10 @@ def test_vq_distance_matches_bruteforce_relu_masks():
     W2, b2 = rng.standard_normal((5, 6)), rng.standard_normal(5)
     net = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2)).double()
     with torch.no_grad():
-        net[0].weight.copy_(torch.tensor(W1)); net[0].bias.copy_(torch.tensor(b1))
-        net[2].weight.copy_(torch.tensor(W2)); net[2].bias.copy_(torch.tensor(b2))
+        net[0].weight.copy_(torch.tensor(W1))
+        net[0].bias.copy_(torch.tensor(b1))
+        net[2].weight.copy_(torch.tensor(W2))
+        net[2].bias.copy_(torch.tensor(b2))
     X1, X2 = rng.standard_normal((7, 3)), rng.standard_normal((4, 3))
 
     def masks(X):

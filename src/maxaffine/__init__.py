@@ -19,8 +19,9 @@ __version__ = "0.1.0"
 
 # Functions that share their module's name are bound eagerly: importing the submodule
 # later must not replace the function on the package.
-from .trace import Trace, trace  # noqa: E402
-from .templates import templates  # noqa: E402
+from .templates import templates as templates
+from .trace import Trace as Trace
+from .trace import trace as trace
 
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {

@@ -147,7 +147,7 @@ def _descend(Xt: np.ndarray, y: np.ndarray, labels: np.ndarray, k: int, ridge: f
     best_coef, best_loss, prev_loss = None, math.inf, math.inf
     n_iter = since_best = 0
     moments = _moments(Xt, y)
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (returned after the loop)
         coef = _refit(Xt, y, labels, k, ridge, moments)
         values = Xt @ coef.T  # (N, K')
         new_labels = values.argmax(1)
@@ -264,7 +264,7 @@ class MaxAffineRegressor(RegressorMixin, BaseEstimator):
         if self.init not in _INITS:
             raise InputError(f"init must be 'kmeans' or 'random'; got {self.init!r}")
 
-    def fit(self, X, y) -> "MaxAffineRegressor":
+    def fit(self, X, y) -> MaxAffineRegressor:
         """Fit the max-affine function to ``(X, y)``.
 
         Parameters
@@ -441,7 +441,7 @@ class MaxAffineSpline(nn.Module):
 
     @classmethod
     def from_regressor(cls, reg: MaxAffineRegressor, *,
-                       dtype: torch.dtype = torch.float64) -> "MaxAffineSpline":
+                       dtype: torch.dtype = torch.float64) -> MaxAffineSpline:
         """Module computing exactly the function of a fitted :class:`MaxAffineRegressor`.
 
         Raises

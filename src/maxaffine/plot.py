@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import colorsys
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -858,7 +859,7 @@ def plot_subdivision(partition, *, layers: Sequence[int | str] | None = None, ax
         axes = _given_axes(axes, n, "panels")
     final = len(partition.layers) - 1
     kwargs.setdefault("linewidth", edge_linewidth(partition.n_regions, 0.8))
-    for k, (i, ax) in enumerate(zip(idx, axes)):
+    for i, ax in zip(idx, axes):
         sub = partition.upto(i)
         cb = color_by
         if sub.G is None and cb in ("class", "output", "slope"):

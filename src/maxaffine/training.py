@@ -6,8 +6,9 @@ local complexity or Hessian complexity are tracked per epoch by callbacks.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch

@@ -8,8 +8,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from maxaffine.experiments import available  # noqa: E402
-from maxaffine.experiments import beta_vq  # noqa: E402
+from maxaffine.experiments import (
+    available,  # noqa: E402
+    beta_vq,  # noqa: E402
+)
 
 
 def test_beta_vq_quick_writes_sane_outputs(tmp_path):

@@ -91,8 +91,8 @@ def test_file_is_pickle_free_and_model_free(tmp_path):
     import subprocess
     import sys
 
-    code = ("import maxaffine, numpy as np; p = maxaffine.Partition.load(%r); "
-            "print(p.n_regions, float(p.areas.sum()))" % str(path))
+    code = (f"import maxaffine, numpy as np; p = maxaffine.Partition.load({str(path)!r}); "
+            "print(p.n_regions, float(p.areas.sum()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     n, area = out.stdout.split()
     assert int(n) == part.n_regions

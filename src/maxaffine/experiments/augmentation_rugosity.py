@@ -55,8 +55,8 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0, progress: bool = T
     final = []
     for tag in ("plain", "augmented"):
         last = [curves[(tag, s)][-1] for s in seeds]
-        row = {"training": tag, "test_acc": "%.4f ± %.4f" % mean_std([r["test_acc"] for r in last]),
-               "train_acc": "%.4f" % mean_std([r["train_acc"] for r in last])[0]}
+        row = {"training": tag, "test_acc": "{:.4f} ± {:.4f}".format(*mean_std([r["test_acc"] for r in last])),
+               "train_acc": "{:.4f}".format(mean_std([r["train_acc"] for r in last])[0])}
         for k in keys:
             m, sd = mean_std([r[k] for r in last])
             row[k] = f"{m:.4g} ± {sd:.2g}"

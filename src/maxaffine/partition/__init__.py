@@ -10,8 +10,8 @@ True
 """
 
 from ._engine import partition_slice
-from .path import PathPartition, partition_path
 from .partition import DecisionBoundary, Level, Partition, PartitionStats
+from .path import PathPartition, partition_path
 from .slice import Slice
 
 __all__ = ["Slice", "partition_slice", "Partition", "partition_path", "PathPartition", "PartitionStats", "DecisionBoundary", "Level"]

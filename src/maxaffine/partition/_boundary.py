@@ -6,7 +6,6 @@ import numpy as np
 
 from .partition import DecisionBoundary, next_entry
 
-
 #: Two affine maps count as equal on a region when they differ by at most this fraction of
 #: the output scale (largest |G| times the slice scale plus largest |h|).
 TIE_RTOL = 1e-9

@@ -60,14 +60,14 @@ class Polys:
         np.cumsum(self.counts, out=off[1:])
         return off
 
-    def take(self, idx: np.ndarray) -> "Polys":
+    def take(self, idx: np.ndarray) -> Polys:
         off = self.offsets
         ent = _ranges(off[idx], self.counts[idx])
         return Polys(self.counts[idx], self.pv[ent], self.el[ent], self.eu[ent],
                      self.origin[idx], self.tag[idx])
 
     @staticmethod
-    def concat(parts: list["Polys"]) -> "Polys":
+    def concat(parts: list[Polys]) -> Polys:
         return Polys(*(np.concatenate([getattr(p, f) for p in parts]) for f in Polys.__slots__))
 
 
@@ -347,7 +347,7 @@ class Mesh:
                      polys.origin[rest], polys.tag[rest])
         return Polys.concat([kept] + pieces)
 
-    def cut_rows(self, rows: "Rows", cand: np.ndarray, P: np.ndarray, valid: np.ndarray,
+    def cut_rows(self, rows: Rows, cand: np.ndarray, P: np.ndarray, valid: np.ndarray,
                  g: np.ndarray, here: np.ndarray) -> None:
         """Cut each row ``cand[i]`` of ``rows`` by its own line, in place.
 
@@ -432,7 +432,7 @@ class Mesh:
         rows.ptr[rows.R:rows.R + c] = rows.ptr[cand]
         rows.R += c
 
-    def merge_twins(self, rows: "Rows", start: int) -> None:
+    def merge_twins(self, rows: Rows, start: int) -> None:
         """Unify vertices created since ``start`` with bitwise equal coordinates (the twins
         :meth:`cut_rows` makes on edges cut from both sides) and renumber ``rows``."""
         if self.n - start < 2:

@@ -661,7 +661,7 @@ class Partition:
             bytes_per_region=self.nbytes / max(self.n_regions, 1))
 
     # -- per-layer views ----------------------------------------------------------------
-    def upto(self, layer: int | str) -> "Partition":
+    def upto(self, layer: int | str) -> Partition:
         """The subdivision by the layers up to and including ``layer`` (name or index).
 
         Its regions are the cells of the codes of those layers (convex polygons); the

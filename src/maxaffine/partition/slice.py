@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,7 +137,7 @@ class Slice:
     # -- constructors -------------------------------------------------------------------
     @classmethod
     def box(cls, bounds: Sequence[float] = (-1.0, 1.0, -1.0, 1.0), *, origin: Any = None,
-            u: Any = None, v: Any = None) -> "Slice":
+            u: Any = None, v: Any = None) -> Slice:
         """The rectangle ``s0 ≤ s ≤ s1, t0 ≤ t ≤ t1`` of the plane ``origin + s u + t v``.
 
         Parameters
@@ -172,7 +173,7 @@ class Slice:
         return cls(o, uu, vv, shape, dom)
 
     @classmethod
-    def polygon(cls, vertices: Any, *, origin: Any, u: Any, v: Any) -> "Slice":
+    def polygon(cls, vertices: Any, *, origin: Any, u: Any, v: Any) -> Slice:
         """A convex polygon ``vertices`` (P, 2) of slice coordinates in ``origin + s u + t v``."""
         o, shape = _flat(origin, "origin")
         uu, _ = _flat(u, "u")
@@ -181,7 +182,7 @@ class Slice:
 
     @classmethod
     def through(cls, x1: Any, x2: Any, x3: Any, *, margin: float = 0.0,
-                shape: str = "triangle") -> "Slice":
+                shape: str = "triangle") -> Slice:
         r"""The plane through three inputs, with the triangle (or a box) around them.
 
         The basis is orthonormal (Gram-Schmidt, deterministic), so slice coordinates are

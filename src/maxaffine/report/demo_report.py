@@ -247,7 +247,10 @@ def _build(out: Path, cfg: dict, quick: bool, seed: int, device: str, progress: 
                             linewidth=0.3, edge_alpha=0.6)
         _draw.draw_boundary(ax, _draw.boundary_segments(p), lw=1.6)
         ax.set_title(f"epoch {epoch}: {p.n_regions} regions", fontsize=9)
-        ax.set_xticks([]); ax.set_yticks([]); ax.set_xlabel(""); ax.set_ylabel("")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("")
+        ax.set_ylabel("")
         ax.set_aspect("equal")
 
     for ax, i in zip(np.atleast_1d(axes), strip):
@@ -265,11 +268,13 @@ def _build(out: Path, cfg: dict, quick: bool, seed: int, device: str, progress: 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
     axes[0].plot(ep, [r[1] for r in rows], label="after layer 1")
     axes[0].plot(ep, [r[2] for r in rows], label="final (layers 1–2)")
-    axes[0].set_xlabel("epoch"); axes[0].set_ylabel("regions in the window")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("regions in the window")
     axes[0].legend(fontsize=8)
     axes[1].plot(ep, [r[3] for r in rows], label="train points")
     axes[1].plot(ep, [r[4] for r in rows], label="test points", ls="--")
-    axes[1].set_xlabel("epoch"); axes[1].set_ylabel(f"local complexity (r = {TOY_LC_RADIUS})")
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel(f"local complexity (r = {TOY_LC_RADIUS})")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     rep.figure(fig, "demo-complexity", "Region count and local complexity over training",

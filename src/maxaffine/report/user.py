@@ -589,7 +589,9 @@ def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions,
                          max(np.abs(T[k]).max(), 1e-12), length_includes_head=True,
                          label=titles[c])
             lim = 1.1 * max(np.abs(T[k]).max(), 1e-12)
-            ax.set_xlim(-lim, lim); ax.set_ylim(-lim, lim); ax.set_aspect("equal")
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            ax.set_aspect("equal")
             ax.legend(fontsize=7)
         else:
             axes = plot.plot_templates(T[k], titles=titles, ncols=min(C, 10), panel_size=1.5)
@@ -628,7 +630,9 @@ def _analyse(tr, model, data: Data, idx, model_spec, weights, seed, max_regions,
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for frac, vals in lc_hist.items():
         ax.hist(vals, bins=30, alpha=0.55, label=f"r = {frac:g} × median |x|")
-    ax.set_xlabel("local complexity"); ax.set_ylabel("data points"); ax.legend(fontsize=8)
+    ax.set_xlabel("local complexity")
+    ax.set_ylabel("data points")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     rep.figure(fig, "local-complexity", "Distribution of local complexity",
                "Histogram over data points for three radii.")
