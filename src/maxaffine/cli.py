@@ -274,7 +274,7 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     refused = registry.refused_layers()
     if refused:
         print()
-        print("Refused (not piecewise-affine):")
+        print("Refused, with the reason and the way out:")
         _print_table(refused, ("op", "way out"))
     return EXIT_OK
 
