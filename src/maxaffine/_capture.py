@@ -23,6 +23,24 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+
+class LeafTracer(fx.Tracer):
+    """A tracer that keeps registered module types (and torch.nn's leaves) as single nodes
+    and traces through every other module, containers included (the tracer of
+    :func:`maxaffine.trace` and of the convexity prover)."""
+
+    def __init__(self, leaf_types: set[type]):
+        super().__init__()
+        self.leaf_types = leaf_types
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if type(m) in self.leaf_types:
+            return True
+        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return False
+        return super().is_leaf_module(m, qualname)
+
+
 #: Tensor methods and functions that split a tensor into a tuple of pieces
 SPLIT_METHODS = frozenset({"chunk", "split", "tensor_split", "unbind", "split_with_sizes"})
 SPLIT_FUNCTIONS = frozenset({torch.chunk, torch.split, torch.tensor_split, torch.unbind})

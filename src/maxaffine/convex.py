@@ -32,6 +32,7 @@ import torch
 from torch import fx, nn
 from torch.nn.utils import parametrize
 
+from ._capture import LeafTracer
 from .errors import InputError, Offender
 from .layers import REGISTRY, key_name, lookup
 from .layers.base import NodeContext
@@ -204,27 +205,12 @@ def _flatten(seq: nn.Sequential, prefix: str = "") -> list[tuple[str, nn.Module]
 _META_METHODS = frozenset({"size", "dim", "numel", "ndimension"})
 
 
-class _Tracer(fx.Tracer):
-    """Registered module types (and torch.nn leaves) stay leaves; the rest is traced through."""
-
-    def __init__(self, leaf_types: set[type]):
-        super().__init__()
-        self.leaf_types = leaf_types
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if type(m) in self.leaf_types:
-            return True
-        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
-            return False
-        return super().is_leaf_module(m, qualname)
-
-
 def _graph_of(model: nn.Module, rules) -> fx.GraphModule:
     leaf_types = {k for k in REGISTRY if isinstance(k, type)}
     if rules:
         leaf_types |= {k for k in rules if isinstance(k, type)}
         leaf_types |= {type(k) for k in rules if isinstance(k, nn.Module)}
-    tracer = _Tracer(leaf_types)
+    tracer = LeafTracer(leaf_types)
     graph = tracer.trace(model)
     return fx.GraphModule(tracer.root, graph)
 

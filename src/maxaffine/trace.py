@@ -22,6 +22,7 @@ from torch import fx, nn
 
 from ._capture import (
     CaptureError,
+    LeafTracer,
     capture,
     describe_output,
     is_split,
@@ -88,21 +89,6 @@ class ForwardRecord:
     output: torch.Tensor
     codes: dict[str, torch.Tensor]
     values: dict[str, Any]
-
-
-class _Tracer(fx.Tracer):
-    """Keeps registered module types (and torch.nn leaves) as leaves; traces through the rest."""
-
-    def __init__(self, leaf_types: set[type]):
-        super().__init__()
-        self.leaf_types = leaf_types
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if type(m) in self.leaf_types:
-            return True
-        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
-            return False
-        return super().is_leaf_module(m, qualname)
 
 
 def _op_key(node: fx.Node, module: nn.Module | None) -> Any:
@@ -572,7 +558,7 @@ def trace(model: nn.Module | Trace, example_input: torch.Tensor, rules: Mapping[
         leaf_types |= {k for k in rules if isinstance(k, type)}
         leaf_types |= {type(k) for k in rules if isinstance(k, nn.Module)}
     try:
-        gm, route = capture(work, _Tracer(leaf_types), x)
+        gm, route = capture(work, LeafTracer(leaf_types), x)
     except CaptureError as exc:
         if "signature" in exc.routes:
             raise InputError(exc.routes["signature"]) from None
