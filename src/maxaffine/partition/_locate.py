@@ -17,17 +17,10 @@ import math
 
 import numpy as np
 
+from ._mesh import _ranges
+
 #: Polygon entries tested per chunk of queries (bounds the temporaries).
 _CHUNK = 1 << 21
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(s, s + c)`` for each (s, c)."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    cum = np.cumsum(counts) - counts
-    return np.arange(total, dtype=np.int64) - np.repeat(cum - starts, counts)
 
 
 class GridLocator:

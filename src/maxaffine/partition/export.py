@@ -83,6 +83,18 @@ def _target(path: Any) -> Path:
     return p if p.suffix == ".npz" else p.with_name(p.name + ".npz")
 
 
+def write_file(target: Path, write: Any, *, overwrite: bool, binary: bool = False) -> None:
+    """Create ``target`` and fill it with ``write(file)``; an existing file is kept (and
+    a FileExistsError names the way out) unless ``overwrite``."""
+    mode = ("w" if overwrite else "x") + ("b" if binary else "")
+    try:
+        with open(target, mode, **({} if binary else {"encoding": "utf-8"})) as fh:
+            write(fh)
+    except FileExistsError:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it, or choose "
+                              f"another path") from None
+
+
 def save(part: Partition, path: Any, *, overwrite: bool = False) -> Path:
     """Write ``part`` to ``path`` (``.npz`` is appended if missing) and return the path.
 
@@ -122,13 +134,8 @@ def save(part: Partition, path: Any, *, overwrite: bool = False) -> Path:
         for f in _LEVEL_FIELDS:
             arrays[f"history_{i}_{f}"] = getattr(lev, f)
     target.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if overwrite else "xb"
-    try:
-        with open(target, mode) as fh:
-            np.savez_compressed(fh, **arrays)
-    except FileExistsError:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it, or choose "
-                              f"another path") from None
+    write_file(target, lambda fh: np.savez_compressed(fh, **arrays), overwrite=overwrite,
+               binary=True)
     return target
 
 
@@ -399,12 +406,7 @@ def to_svg(part: Partition, path: Any = None, *, color_by: str | None = "auto",
     text = "\n".join(out)
     if path is not None:
         target = Path(os.fspath(path))
-        try:
-            with open(target, "w" if overwrite else "x", encoding="utf-8") as fh:
-                fh.write(text)
-        except FileExistsError:
-            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it, or "
-                                  f"choose another path") from None
+        write_file(target, lambda fh: fh.write(text), overwrite=overwrite)
     return text
 
 

@@ -242,12 +242,9 @@ def save_html(part, path: Any, *, overwrite: bool = False, **kwargs: Any) -> Pat
     doc = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
            "<title>maxaffine partition</title></head>"
            f"<body style=\"margin:16px;font-family:sans-serif\">{body}</body></html>")
-    try:
-        with open(target, "w" if overwrite else "x", encoding="utf-8") as fh:
-            fh.write(doc)
-    except FileExistsError:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it, or choose "
-                              f"another path") from None
+    from ..partition.export import write_file
+
+    write_file(target, lambda fh: fh.write(doc), overwrite=overwrite)
     return target
 
 
